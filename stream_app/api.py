@@ -1,0 +1,115 @@
+"""HTTP API on the worker's web port: metrics, health, per-user lookups and erasure.
+
+User lookups are routed by Faust to the worker that owns the user's partition, so any worker
+answers for any user.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from faust.web import Request, Response, View
+
+from stream_app.core import excluded_items
+from stream_app.kafka import partition_for
+from stream_app.state import decode_state, user_key
+
+if TYPE_CHECKING:
+    from stream_app.app import Runtime
+
+log = logging.getLogger(__name__)
+audit = logging.getLogger("behavior_stream.audit")
+
+
+def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
+    """The user's current state as served by the API: feed, vector, session; None if unknown."""
+    raw = rt.store.get(user_key(user_id))
+    if raw is None:
+        return None
+    engine = rt.engine
+    st = decode_state(raw)
+    engine.adopt(st)
+    excluded = excluded_items(rt.ctx, st)  # the same feed policy the stream applies
+    [(items, scores, vector)] = engine.recommend([st], [excluded], rt.settings.top_k, rt.ctx.trending)
+    return {
+        "user_id": user_id,
+        "ts": st.last_ts,
+        "session_id": st.session_id,
+        "session_start": st.session_start,
+        "events_seen": st.events_seen,
+        "model_version": engine.version,
+        "vector": vector.tolist(),
+        "items": [
+            {"item_id": i, "score": round(s, 5)} for i, s in zip(engine.vocab.lookup(items), scores, strict=True)
+        ],
+    }
+
+
+def register(rt: Runtime) -> None:
+    """Attach the web views to the runtime's app."""
+    app, table = rt.app, rt.table
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(rt.metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/health")
+    class Health(View):
+        async def get(self, request: Request) -> Response:
+            return self.json(
+                {
+                    "status": "ok",
+                    "model_version": rt.engine.version,
+                    "users": rt.store.user_count(),
+                    "uptime_seconds": round(time.time() - rt.started_at, 1),
+                }
+            )
+
+    @app.page("/trending")
+    class Trending(View):
+        async def get(self, request: Request) -> Response:
+            items = rt.ctx.trending.top(rt.settings.top_k)
+            return self.json({"items": [{"item_id": i, "count": c} for i, c in items]})
+
+    @app.page("/users/{user_id}/recommendations")
+    class Recommendations(View):
+        @app.table_route(table=table, match_info="user_id")
+        async def get(self, request: Request, user_id: str) -> Response:
+            view = user_view(rt, user_id)
+            if view is None:
+                return self.error(404, f"unknown user {user_id!r}")
+            keys = ("user_id", "ts", "model_version", "items")
+            return self.json({k: view[k] for k in keys})
+
+    @app.page("/users/{user_id}/representation")
+    class Representation(View):
+        @app.table_route(table=table, match_info="user_id")
+        async def get(self, request: Request, user_id: str) -> Response:
+            view = user_view(rt, user_id)
+            if view is None:
+                return self.error(404, f"unknown user {user_id!r}")
+            keys = ("user_id", "ts", "session_id", "vector", "model_version", "events_seen")
+            return self.json({k: view[k] for k in keys})
+
+    @app.page("/users/{user_id}")
+    class User(View):
+        @app.table_route(table=table, match_info="user_id")
+        async def delete(self, request: Request, user_id: str) -> Response:
+            token = rt.settings.api_token
+            if token is not None:
+                given = request.headers.get("Authorization", "")
+                expected = f"Bearer {token.get_secret_value()}"
+                if not hmac.compare_digest(given.encode(), expected.encode()):
+                    audit.warning("DELETE /users/%s refused: bad or missing bearer token", user_id)
+                    return self.error(401, "bearer token required")
+            partition = partition_for(user_id.encode("utf-8"), rt.settings.partitions)
+            existed = await rt.delete_user(user_id, partition)
+            audit.warning("DELETE /users/%s: erased=%s partition=%d", user_id, existed, partition)
+            if not existed:
+                return self.error(404, f"unknown user {user_id!r}")
+            rt.metrics.evicted.inc()
+            return self.json({"user_id": user_id, "deleted": True})

@@ -1,0 +1,224 @@
+"""The Faust app, in faust's usual order: app, topics, tables, then agents, timers and web views.
+
+State lives in the `user-state` table (memory store, changelog-backed). The processing core
+writes each touched user once per batch straight into the table's store and hands the encoded
+values back; `Runtime.flush` sends them to the changelog with the batch API after the batch's
+outputs, then a one-record fence per partition so the broker's end offset is exact for the next
+recovery. Each user state records the last input offset applied, so a redelivered record is
+never applied twice, however the crash fell (see README, "Exactly-once state").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+import orjson
+from faust.types import TP
+
+from stream_app.core import StreamContext, process_batch
+from stream_app.engine import ModelEngine
+from stream_app.kafka import client_options
+from stream_app.metrics import StreamMetrics
+from stream_app.records import BatchResult, InputRecord
+from stream_app.sender import BatchSender
+from stream_app.settings import Settings
+from stream_app.state import USER_KEY_PREFIX, user_key
+from stream_app.trending import TrendingWindow
+
+log = logging.getLogger(__name__)
+
+STATE_TABLE = "user-state"
+WATERMARK_KEY = b"w:watermark"
+
+
+class TableStore:
+    """The user-state table's in-memory store as a plain mapping (no per-write changelog send)."""
+
+    def __init__(self, table: faust.Table) -> None:
+        self.table = table
+
+    @property
+    def _store(self) -> Any:
+        return self.table.data
+
+    def get(self, key: bytes, default: bytes | None = None) -> bytes | None:
+        return self._store.data.get(key, default)  # type: ignore[no-any-return]
+
+    def __getitem__(self, key: bytes) -> bytes:
+        return self._store.data[key]  # type: ignore[no-any-return]
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._store.data[key] = value
+
+    def __delitem__(self, key: bytes) -> None:
+        del self._store.data[key]
+        self._store._key_partition.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._store.data
+
+    def __iter__(self) -> Any:
+        return iter(self._store.data)
+
+    def __len__(self) -> int:
+        return len(self._store.data)
+
+    def note_partition(self, key: bytes, partition: int) -> None:
+        """Remember a key's partition so Faust drops it when that partition is revoked."""
+        self._store._key_partition[key] = partition
+
+    def user_count(self) -> int:
+        """Number of user states held (reserved keys excluded)."""
+        return sum(1 for k in self._store.data if k.startswith(USER_KEY_PREFIX))
+
+
+@dataclass
+class Runtime:
+    """The worker: settings, the Faust app and everything the agents and views share."""
+
+    settings: Settings
+    app: faust.App
+    table: faust.Table
+    store: TableStore
+    ctx: StreamContext
+    metrics: StreamMetrics
+    sender: BatchSender
+    changelog_topic: str
+    reload_mtime: float = 0.0
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def engine(self) -> ModelEngine:
+        return self.ctx.engine
+
+    def records_of(self, events: list[Any]) -> list[InputRecord]:
+        """Faust events -> plain records for the core (raw bytes; no Faust codecs)."""
+        now = time.time()
+        out = []
+        for ev in events:
+            m = ev.message
+            out.append(InputRecord(m.topic, m.partition, m.offset, m.key, m.value, now))
+        return out
+
+    async def handle(self, events: list[Any]) -> BatchResult:
+        """Process one micro-batch end to end: core, outputs, state, fences, metrics."""
+        result = process_batch(self.records_of(events), self.ctx)
+        await self.flush(result)
+        self.metrics.observe(result.stats, time.time())
+        self.metrics.users.set(self.store.user_count())
+        return result
+
+    async def flush(self, result: BatchResult) -> None:
+        """Outputs first (so every applied event has its outputs), then state, then fences."""
+        await self.sender.send_messages(result.messages)
+        records = []
+        for partition, writes in result.state_writes.items():
+            for key, value in writes.items():
+                self.store.note_partition(key, partition)
+                records.append((self.changelog_topic, partition, key, value))
+        await self.sender.send(records)
+        input_parts = {p for (topic, p) in result.watermarks}
+        for partition in sorted(set(result.state_writes) | input_parts):
+            mark = {t: o for (t, p), o in result.watermarks.items() if p == partition}
+            await self.sender.send_one(self.changelog_topic, partition, WATERMARK_KEY, orjson.dumps(mark))
+
+    async def delete_user(self, user_id: str, partition: int) -> bool:
+        """Erase a user: a tombstone in the changelog and removal from memory."""
+        await self.sender.start()
+        key = user_key(user_id)
+        existed = key in self.store
+        if existed:
+            del self.store[key]
+        self.ctx.feeds.pop(user_id, None)
+        await self.sender.send_one(self.changelog_topic, partition, key, None)
+        return existed
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """SASL/TLS settings for Faust, built from the same settings as the plain clients."""
+    opts = client_options(settings)
+    proto = settings.security_protocol
+    if proto == "PLAINTEXT":
+        return None
+    if proto == "SSL":
+        return opts["ssl_context"]
+    return faust.SASLCredentials(
+        username=opts["sasl_plain_username"],
+        password=opts["sasl_plain_password"],
+        mechanism=settings.sasl_mechanism,
+        ssl_context=opts.get("ssl_context"),
+    )
+
+
+def build_app(settings: Settings, engine: ModelEngine) -> Runtime:
+    """Create the Faust app with its topics, table, agents, timers and web views."""
+    from stream_app import agents, api
+
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        broker_credentials=faust_credentials(settings),
+        store="memory://",
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=settings.standby_replicas,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+    )
+    table = app.Table(
+        STATE_TABLE,
+        partitions=settings.partitions,
+        key_type=bytes,
+        value_type=bytes,
+        default=None,
+        help="Per-user stream state (stream_app.state codec)",
+    )
+    store = TableStore(table)
+    ctx = StreamContext(
+        engine=engine,
+        store=store,  # type: ignore[arg-type]
+        input_topic=settings.input_topic,
+        repartition_topic=settings.repartition_topic,
+        representations_topic=settings.representations_topic,
+        recommendations_topic=settings.recommendations_topic,
+        dlq_topic=settings.dlq_topic,
+        top_k=settings.top_k,
+        exclude=settings.exclude,
+        late_grace_ms=settings.late_grace_ms,
+        recent_ids=settings.recent_ids,
+        trending=TrendingWindow(settings.trending_window_s * 1000),
+    )
+    metrics = StreamMetrics(settings.online_window)
+    metrics.set_model(engine.version)
+    rt = Runtime(
+        settings=settings,
+        app=app,
+        table=table,
+        store=store,
+        ctx=ctx,
+        metrics=metrics,
+        sender=BatchSender(**client_options(settings)),
+        changelog_topic=table.changelog_topic.get_topic_name(),
+    )
+    agents.register(rt)
+    api.register(rt)
+    return rt
+
+
+def assigned_partitions(app: faust.App, topic: str) -> list[TP]:
+    """The partitions of `topic` this worker currently owns."""
+    return sorted(tp for tp in app.consumer.assignment() if tp.topic == topic)

@@ -1,0 +1,180 @@
+"""The model as the stream uses it: batched steps over many users, feeds, and version changes.
+
+Converts between the compact per-user `UserState` (NumPy) and the model's batched
+`ModelState` (torch), so a micro-batch costs one tensor build, a few batched steps (one per
+event "round": round r steps every user that has more than r events in the batch) and one
+scoring pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.checkpoint import LoadedModel, load_checkpoint
+from model.events import EVENT_TYPES, Event, EventType, make_event
+from model.features import encode_events
+from model.network import ModelState
+from model.vocab import ItemVocab
+from stream_app.item_index import ItemIndex
+from stream_app.state import UserState
+from stream_app.trending import TrendingWindow
+
+log = logging.getLogger(__name__)
+
+Feed = tuple[list[int], list[float], np.ndarray]  # catalog indices, scores, representation
+
+
+def version_tag(version: str) -> int:
+    """The 32-bit tag stored in each user state to tell which model produced it."""
+    return zlib.crc32(version.encode("utf-8"))
+
+
+class ModelEngine:
+    """A loaded checkpoint plus its retrieval index; immutable once built (reload = new engine)."""
+
+    def __init__(self, loaded: LoadedModel, ann_threshold: int = 50_000, previous: ModelEngine | None = None):
+        self.model = loaded.model.eval()
+        self.vocab: ItemVocab = loaded.vocab
+        self.config = loaded.config
+        self.version: str = loaded.model_version
+        self.tag = version_tag(self.version)
+        self.index = ItemIndex(self.model, ann_threshold)
+        self._layers = self.config.num_layers
+        self._hidden = self.config.hidden_size
+        self._window = self.config.repeat_window
+        # Vocabularies of earlier versions, to translate stored histories after a hot reload.
+        self._vocabs: dict[int, ItemVocab] = dict(previous._vocabs) if previous else {}
+        self._vocabs[self.tag] = self.vocab
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | Path, ann_threshold: int = 50_000, previous: ModelEngine | None = None
+    ) -> ModelEngine:
+        """Load a checkpoint (weights_only, checksum-verified) into an engine."""
+        return cls(load_checkpoint(path), ann_threshold, previous)
+
+    def fresh_state(self) -> UserState:
+        """The state of a user with no events under this model."""
+        width = self._layers * self._hidden * (2 if self.config.cell == "lstm" else 1)
+        return UserState(
+            model_tag=self.tag,
+            history=np.full(self._window, -1, np.int32),
+            history_types=np.zeros(self._window, np.uint8),
+            hidden=np.zeros(width, np.float32),
+        )
+
+    # -- conversion ------------------------------------------------------------------------------
+    def _to_model(self, states: Sequence[UserState], last_ts: Sequence[int]) -> ModelState:
+        n, lh = len(states), self._layers * self._hidden
+        flat = torch.from_numpy(np.stack([s.hidden for s in states]))  # (n, width)
+        h = flat[:, :lh].reshape(n, self._layers, self._hidden).transpose(0, 1).contiguous()
+        c = None
+        if self.config.cell == "lstm":
+            c = flat[:, lh:].reshape(n, self._layers, self._hidden).transpose(0, 1).contiguous()
+        return ModelState(
+            h=h,
+            c=c,
+            last_ts=torch.tensor(last_ts, dtype=torch.int64),
+            history=torch.from_numpy(np.stack([s.history for s in states]).astype(np.int64)),
+            history_types=torch.from_numpy(np.stack([s.history_types for s in states]).astype(np.int64)),
+        )
+
+    def _from_model(self, ms: ModelState, states: Sequence[UserState]) -> None:
+        parts = [ms.h] if ms.c is None else [ms.h, ms.c]
+        flat = torch.cat([p.transpose(0, 1).reshape(len(states), -1) for p in parts], 1).numpy()
+        hist = ms.history.numpy().astype(np.int32)
+        types = ms.history_types.numpy().astype(np.uint8)
+        for i, st in enumerate(states):
+            st.hidden, st.history, st.history_types = flat[i].copy(), hist[i].copy(), types[i].copy()
+
+    # -- stepping --------------------------------------------------------------------------------
+    def adopt(self, st: UserState) -> None:
+        """Bring a state produced by another model version under this one (see README).
+
+        The recurrent state of another model means nothing to this one, so it is rebuilt by
+        stepping this model over the remembered history window (translated through the old
+        vocabulary when it is known); otherwise the user restarts from a fresh state.
+        """
+        if st.model_tag == self.tag:
+            return
+        old_vocab = self._vocabs.get(st.model_tag)
+        fresh = self.fresh_state()
+        replay: list[Event] = []
+        if old_vocab is not None and st.last_ts >= 0:
+            for idx, t in zip(st.history.tolist(), st.history_types.tolist(), strict=True):
+                if idx >= 0 and EVENT_TYPES[t] is not EventType.SEARCH:
+                    item = old_vocab.items[idx]
+                    replay.append(make_event(st.session_id or "u", EVENT_TYPES[t], st.last_ts, item))
+        st.model_tag, st.hidden = self.tag, fresh.hidden
+        st.history, st.history_types = fresh.history, fresh.history_types
+        if replay:
+            self.step_users([st], [replay], [-1])
+
+    @torch.inference_mode()
+    def step_users(
+        self, states: Sequence[UserState], events: Sequence[Sequence[Event]], last_ts: Sequence[int]
+    ) -> int:
+        """Apply each user's events in order with batched steps; returns the number of steps.
+
+        `last_ts[i]` is the event time of user i's last event before this batch (-1: none).
+        """
+        for st in states:
+            self.adopt(st)
+        ms = self._to_model(states, last_ts)
+        lengths = np.array([len(e) for e in events])
+        for r in range(int(lengths.max(initial=0))):
+            rows = np.flatnonzero(lengths > r)
+            batch = encode_events([events[i][r] for i in rows], self.vocab, self.config)
+            if len(rows) == len(states):
+                ms = self.model.step(ms, batch)
+                continue
+            idx = torch.from_numpy(rows)
+            new = self.model.step(ms.select(idx), batch)
+            ms = ModelState(
+                h=ms.h.index_copy(1, idx, new.h),
+                c=None if ms.c is None or new.c is None else ms.c.index_copy(1, idx, new.c),
+                last_ts=ms.last_ts.index_copy(0, idx, new.last_ts),
+                history=ms.history.index_copy(0, idx, new.history),
+                history_types=ms.history_types.index_copy(0, idx, new.history_types),
+            )
+        self._from_model(ms, states)
+        return int(lengths.sum())
+
+    @torch.inference_mode()
+    def recommend(
+        self, states: Sequence[UserState], excluded: Sequence[set[int]], k: int, trending: TrendingWindow
+    ) -> list[Feed]:
+        """Top-k feed and representation of each user; cold users (no catalog item yet) get trending."""
+        ms = self._to_model(states, [s.last_ts for s in states])
+        top = self.model.representation(ms)  # (n, hidden)
+        items, scores = self.index.top_k(top, ms.history, ms.history_types, list(excluded), k)
+        vectors = top.numpy()
+        feeds: list[Feed] = []
+        for i, st in enumerate(states):
+            if (st.history < 0).all():
+                feeds.append((*self.trending_feed(trending, k, excluded[i]), vectors[i]))
+            else:
+                feeds.append((items[i].tolist(), scores[i].tolist(), vectors[i]))
+        return feeds
+
+    def trending_feed(
+        self, trending: TrendingWindow, k: int, excluded: set[int] | None = None
+    ) -> tuple[list[int], list[float]]:
+        """The trending items that are in the catalog, scored by their window counts."""
+        excluded = excluded or set()
+        items: list[int] = []
+        scores: list[float] = []
+        for item_id, count in trending.top(4 * k):
+            idx = self.vocab.index(item_id)
+            if idx is not None and idx not in excluded:
+                items.append(idx)
+                scores.append(float(count))
+            if len(items) == k:
+                break
+        return items, scores

@@ -1,0 +1,72 @@
+"""Worker settings: the only module that reads the environment (`BEHAVIOR_STREAM_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ExcludePolicy = Literal["recent", "carted", "purchased"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class Settings(BaseSettings):
+    """Everything a worker, replay or demo needs to know; each field is `BEHAVIOR_STREAM_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="BEHAVIOR_STREAM_", frozen=True, extra="ignore")
+
+    # Kafka
+    broker: str = Field("kafka://127.0.0.1:9092", description="Faust broker URL(s), kafka://host:port")
+    app_id: str = Field("behavior-stream", description="Consumer group and changelog prefix")
+    partitions: int = Field(4, ge=1, description="Partitions of the input and state topics")
+    input_topic: str = "behavior-events"
+    repartition_topic: str = "behavior-events-by-user"
+    representations_topic: str = "user-representations"
+    recommendations_topic: str = "recommendations"
+    dlq_topic: str = "behavior-events-dlq"
+    control_topic: str = "behavior-stream-control"
+    session_timeout_s: float = Field(10.0, description="Consumer session timeout (Tansu JoinGroup waits half)")
+    commit_interval_s: float = Field(1.0, description="How often consumed offsets are committed")
+    standby_replicas: int = Field(0, ge=0, description="Faust table standby replicas")
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    # Model and processing
+    checkpoint: Path | None = Field(None, description="Model checkpoint; watched for hot reload")
+    reload_poll_s: float = Field(2.0, gt=0, description="How often the checkpoint file is checked")
+    max_batch: int = Field(1000, ge=1, description="Micro-batch size (stream.take)")
+    batch_ms: int = Field(50, ge=1, description="Micro-batch wait before processing a partial batch")
+    top_k: int = Field(20, ge=1, le=200, description="Recommendations per message")
+    exclude: tuple[ExcludePolicy, ...] = Field(("purchased",), description="Items left out of feeds")
+    ann_threshold: int = Field(50_000, ge=0, description="Catalog size above which scoring uses HNSW")
+    late_grace_ms: int = Field(60_000, ge=0, description="Events older than last ts minus this are dropped")
+    recent_ids: int = Field(8, ge=1, le=64, description="Recent event ids kept per user for dedup")
+    trending_window_s: int = Field(3600, gt=0, description="Event-time window of the trending table")
+    online_window: int = Field(10_000, ge=1, description="Predictions in the sliding online metrics")
+    state_ttl_s: float | None = Field(None, gt=0, description="Evict users inactive this long (event time)")
+
+    # Web
+    web_host: str = Field("127.0.0.1", description="HTTP bind address (loopback by default)")
+    web_port: int = Field(6066, ge=0, lt=65536)
+    api_token: SecretStr | None = Field(None, description="Bearer token required for DELETE when set")
+    log_level: LogLevel = "warning"
+    data_dir: Path = Field(Path("runs/worker"), description="Faust's local data directory")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """`host:port[,host:port]` for plain aiokafka clients."""
+        return ",".join(part.removeprefix("kafka://") for part in self.broker.split(";"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (e.g. CLI flags) taking precedence."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]

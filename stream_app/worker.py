@@ -1,0 +1,57 @@
+"""Run a worker process: create topics, load the model, build the app, run Faust until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from faust.worker import Worker
+
+from stream_app.app import build_app
+from stream_app.engine import ModelEngine
+from stream_app.kafka import ensure_topics
+from stream_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def quiet_logging(level: str) -> None:
+    """Set levels, and at warning or above disable lower records globally.
+
+    Faust and aiokafka build many debug/info records on hot paths; `logging.disable` makes
+    those calls return at once instead of walking the logger hierarchy per event.
+    """
+    numeric = getattr(logging, level.upper())
+    logging.getLogger().setLevel(numeric)
+    for name in ("faust", "mode", "aiokafka", "kafka"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
+    if numeric >= logging.WARNING:
+        logging.disable(logging.INFO)
+
+
+def run_worker(settings: Settings) -> None:
+    """Block running a worker with these settings (SIGINT/SIGTERM stop it cleanly)."""
+    if settings.checkpoint is None:
+        raise SystemExit("a model checkpoint is required (--checkpoint or BEHAVIOR_STREAM_CHECKPOINT)")
+    asyncio.run(ensure_topics(settings))
+    engine = ModelEngine.from_checkpoint(settings.checkpoint, settings.ann_threshold)
+    log.warning(
+        "worker %s: model %s, %d items (%s scoring), web on %s:%d",
+        settings.app_id,
+        engine.version,
+        engine.vocab.n_items,
+        "HNSW" if engine.index.approximate else "exact",
+        settings.web_host,
+        settings.web_port,
+    )
+    rt = build_app(settings, engine)
+    worker = Worker(rt.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    quiet_logging(settings.log_level)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":  # `python -m stream_app.worker`: settings from the environment only
+    from stream_app.settings import load_settings
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_worker(load_settings())
