@@ -18,7 +18,7 @@ import torch
 
 from model.checkpoint import LoadedModel, load_checkpoint
 from model.events import EVENT_TYPES, Event, EventType, make_event
-from model.features import encode_events
+from model.features import encode_events, encode_sequences
 from model.network import ModelState
 from model.vocab import ItemVocab
 from stream_app.item_index import ItemIndex
@@ -120,31 +120,25 @@ class ModelEngine:
     def step_users(
         self, states: Sequence[UserState], events: Sequence[Sequence[Event]], last_ts: Sequence[int]
     ) -> int:
-        """Apply each user's events in order with batched steps; returns the number of steps.
+        """Apply each user's events in order, in one batched call; returns the number of events.
 
         `last_ts[i]` is the event time of user i's last event before this batch (-1: none).
+        One event per user uses `step`; when some user has several, the whole batch runs the
+        model's full-sequence forward from the current states (equal to stepping event by
+        event, see tests/model/test_network.py) so a heavy user costs one call, not one per event.
         """
         for st in states:
             self.adopt(st)
         ms = self._to_model(states, last_ts)
-        lengths = np.array([len(e) for e in events])
-        for r in range(int(lengths.max(initial=0))):
-            rows = np.flatnonzero(lengths > r)
-            batch = encode_events([events[i][r] for i in rows], self.vocab, self.config)
-            if len(rows) == len(states):
-                ms = self.model.step(ms, batch)
-                continue
-            idx = torch.from_numpy(rows)
-            new = self.model.step(ms.select(idx), batch)
-            ms = ModelState(
-                h=ms.h.index_copy(1, idx, new.h),
-                c=None if ms.c is None or new.c is None else ms.c.index_copy(1, idx, new.c),
-                last_ts=ms.last_ts.index_copy(0, idx, new.last_ts),
-                history=ms.history.index_copy(0, idx, new.history),
-                history_types=ms.history_types.index_copy(0, idx, new.history_types),
-            )
+        if all(len(e) == 1 for e in events):
+            ms = self.model.step(ms, encode_events([e[0] for e in events], self.vocab, self.config))
+        else:
+            batch = encode_sequences(events, self.vocab, self.config)
+            out = self.model.forward(batch, state=ms, return_state=True)
+            assert out.state is not None
+            ms = out.state
         self._from_model(ms, states)
-        return int(lengths.sum())
+        return sum(len(e) for e in events)
 
     @torch.inference_mode()
     def recommend(

@@ -16,17 +16,26 @@ from stream_app.state import UserState, decode_state, encode_state
 
 
 def replay_states(events: Iterable[Event], engine: ModelEngine) -> dict[str, UserState]:
-    """Final state per user after applying `events` (in the given order) one by one."""
-    states: dict[str, bytes] = {}
+    """Final state per user after applying each user's events (in the given order) one at a time.
+
+    Users are independent, so round r steps the r-th event of every user in one call; each
+    event is still its own `step`, and every state goes through the codec after every event.
+    """
+    per_user: dict[str, list[Event]] = {}
     for ev in events:
-        raw = states.get(ev.user_id)
-        st = decode_state(raw) if raw is not None else engine.fresh_state()
-        prev_ts = st.last_ts
-        engine.step_users([st], [[ev]], [prev_ts])
-        st.last_ts = ev.ts
-        st.events_seen += 1
-        states[ev.user_id] = encode_state(st)
-    return {user: decode_state(raw) for user, raw in states.items()}
+        per_user.setdefault(ev.user_id, []).append(ev)
+    users = list(per_user)
+    encoded = {u: encode_state(engine.fresh_state()) for u in users}
+    for r in range(max((len(v) for v in per_user.values()), default=0)):
+        active = [u for u in users if len(per_user[u]) > r]
+        states = [decode_state(encoded[u]) for u in active]
+        prev_ts = [st.last_ts for st in states]
+        engine.step_users(states, [[per_user[u][r]] for u in active], prev_ts)
+        for u, st in zip(active, states, strict=True):
+            st.last_ts = per_user[u][r].ts
+            st.events_seen += 1
+            encoded[u] = encode_state(st)
+    return {user: decode_state(raw) for user, raw in encoded.items()}
 
 
 def representations(states: dict[str, UserState], engine: ModelEngine) -> dict[str, np.ndarray]:

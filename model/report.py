@@ -1,0 +1,219 @@
+"""Human-readable evaluation output: report.md, tables and PNG plots, built from the metrics.json dict."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
+
+GRU4REC_NOTE = (
+    "GRU4Rec compatibility: as in the GRU4Rec reference evaluation, test events whose item is not in "
+    "the training catalog are removed from the test data before evaluating (not only skipped as targets), "
+    "each test session is scored from its second remaining event, every item of the catalog is ranked, and "
+    "Recall@20 / MRR@20 are micro-averaged over predictions. Ties: our rank is 1 + the number of OTHER items "
+    "scoring >= the target, which equals the reference's `conservative` mode; its `standard` mode "
+    "(1 + items scoring strictly higher, the default of the reference `run.py`) can only give equal or "
+    "better numbers, and differs only when scores tie exactly."
+)
+
+
+def headline_k(metrics: dict[str, Any]) -> int:
+    """K of the headline metrics: 20 when evaluated, else the largest K."""
+    ks: list[int] = metrics["protocol"]["ks"]
+    return 20 if 20 in ks else max(ks)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _with_ci(row: dict[str, Any], name: str) -> str:
+    ci = row.get("ci95", {}).get(name)
+    if not ci or any(v is None or math.isnan(v) for v in ci):
+        return _fmt(row.get(name))
+    return f"{_fmt(row.get(name))} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def next_item_table(metrics: dict[str, Any]) -> str:
+    """Markdown table, one row per scorer: Recall/MRR/NDCG at each K (95% CI at the headline K)."""
+    ks: list[int] = metrics["protocol"]["ks"]
+    head = headline_k(metrics)
+    columns = [f"{m}@{k}" for k in ks for m in ("recall", "mrr", "ndcg")]
+    extra = [f"coverage@{head}", f"popularity@{head}", "seconds_per_10k_predictions"]
+    lines = [
+        "| scorer | " + " | ".join([*columns, *extra[:2], "s / 10k"]) + " |",
+        "|---|" + "---:|" * (len(columns) + len(extra)),
+    ]
+    for name, row in metrics["next_item"].items():
+        cells = [_with_ci(row, c) if c.endswith(f"@{head}") else _fmt(row.get(c)) for c in columns]
+        cells += [_fmt(row.get(c)) for c in extra[:2]] + [_fmt(row.get(extra[2]), 2)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def purchase_table(metrics: dict[str, Any]) -> str:
+    """Markdown table of purchase-prediction metrics, one row per predictor."""
+    names = ("accuracy", "precision", "recall", "f1", "roc_auc", "brier")
+    lines = ["| predictor | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for name, row in metrics["purchase"].items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(n)) for n in names) + " |")
+    return "\n".join(lines)
+
+
+def breakdown_table(metrics: dict[str, Any]) -> str:
+    """Markdown table of Recall@K / MRR@K (headline K) per session-prefix-length bucket and scorer."""
+    k = headline_k(metrics)
+    scorers = list(metrics["breakdown"])
+    if not scorers:
+        return ""
+    buckets = metrics["breakdown"][scorers[0]]
+    header = "| bucket | n | " + " | ".join(f"{s} R@{k} | {s} MRR@{k}" for s in scorers) + " |"
+    lines = [header, "|---|---:|" + "---:|" * (2 * len(scorers))]
+    for i, bucket in enumerate(buckets):
+        cells = []
+        for s in scorers:
+            row = metrics["breakdown"][s][i]
+            cells += [_fmt(row[f"recall@{k}"]), _fmt(row[f"mrr@{k}"])]
+        lines.append(f"| {bucket['bucket']} | {bucket['n']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_metric_at_k(metrics: dict[str, Any], path: Path) -> None:
+    """Recall@K and MRR@K against K with 95% CI bars, one line per scorer."""
+    ks: list[int] = metrics["protocol"]["ks"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("recall", "mrr"), strict=True):
+        for name, row in metrics["next_item"].items():
+            values = [row[f"{metric}@{k}"] for k in ks]
+            cis = [row["ci95"][f"{metric}@{k}"] for k in ks]
+            below = [
+                max(v - lo, 0.0) if lo is not None else 0.0 for v, (lo, _) in zip(values, cis, strict=True)
+            ]
+            above = [
+                max(hi - v, 0.0) if hi is not None else 0.0 for v, (_, hi) in zip(values, cis, strict=True)
+            ]
+            ax.errorbar(ks, values, yerr=[below, above], marker="o", capsize=3, label=name)
+        ax.set_xlabel("K")
+        ax.set_ylabel(f"{metric}@K")
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_by_length(metrics: dict[str, Any], path: Path) -> None:
+    """Recall@K (headline K) per session-prefix-length bucket, one line per scorer."""
+    k = headline_k(metrics)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, rows in metrics["breakdown"].items():
+        ax.plot([r["bucket"] for r in rows], [r[f"recall@{k}"] for r in rows], marker="o", label=name)
+    ax.set_xlabel("events of the current session before the target")
+    ax.set_ylabel(f"recall@{k}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_training(history: list[dict[str, Any]], path: Path) -> None:
+    """Per-epoch training curves: series named `*loss*` on the left, `valid*` on the right."""
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    keys = sorted({k for h in history for k, v in h.items() if isinstance(v, int | float)})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for key in keys:
+        if "loss" not in key and not key.startswith("valid"):
+            continue  # epoch numbers, timings
+        ax = axes[0] if "loss" in key else axes[1]
+        ax.plot(epochs, [h.get(key, math.nan) for h in history], marker="o", label=key)
+    for ax, title in zip(axes, ("loss", "validation"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _protocol_section(metrics: dict[str, Any]) -> list[str]:
+    protocol, counts = metrics["protocol"], metrics["counts"]
+    keys = ("task", "ranking", "ties", "unseen_items", "metrics", "bootstrap", "breakdown", "baselines")
+    lines = ["## Protocol", "", *(f"- {key}: {protocol[key]}" for key in keys)]
+    lines.append(
+        f"- K: {protocol['ks']}; catalog: {protocol['catalog_items']:,} items; "
+        f"{protocol['n_bootstrap']} bootstrap resamples, seed {protocol['seed']}"
+    )
+    if metrics["dataset"].get("format") == "gru4rec":
+        lines += ["", GRU4REC_NOTE]
+    lines += [
+        "",
+        "Counts: " + ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in counts.items()),
+    ]
+    return [*lines, ""]
+
+
+def _purchase_section(metrics: dict[str, Any]) -> list[str]:
+    protocol = metrics["protocol"]
+    lines = [
+        "## Purchase prediction",
+        "",
+        f"{protocol['purchase']} (threshold {protocol['threshold']}). Precision is 0 when nothing is "
+        "predicted positive; ROC-AUC counts tied pairs as 1/2; Brier = mean squared error of the "
+        "probability.",
+        "",
+        purchase_table(metrics) if metrics["purchase"] else "No purchase predictor was evaluated.",
+        "",
+    ]
+    if metrics["counts"]["purchase_positives"] == 0:
+        lines += ["The test split has no purchases: recall is 0 and ROC-AUC undefined.", ""]
+    return lines
+
+
+def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str, Any]] | None = None) -> Path:
+    """Write report.md and its PNG plots into `out_dir`; returns the report path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_metric_at_k(metrics, out_dir / "metric_at_k.png")
+    plot_by_length(metrics, out_dir / "metric_by_length.png")
+    k = headline_k(metrics)
+    lines = ["# Evaluation report", "", "## Dataset", ""]
+    lines += [*(f"- {key}: {value}" for key, value in metrics["dataset"].items()), ""]
+    lines += _protocol_section(metrics)
+    lines += [
+        "## Next-item prediction",
+        "",
+        f"Model and baselines on the same predictions; 95% CIs at K={k}. Time = scoring + ranking "
+        "seconds per 10k predictions.",
+        "",
+        next_item_table(metrics),
+        "",
+        "![metric@K](metric_at_k.png)",
+        "",
+        "## By session prefix length",
+        "",
+        breakdown_table(metrics),
+        "",
+        "![metric by length](metric_by_length.png)",
+        "",
+    ]
+    lines += _purchase_section(metrics)
+    if history:
+        plot_training(history, out_dir / "training_curves.png")
+        lines += ["## Training", "", "![training curves](training_curves.png)", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
