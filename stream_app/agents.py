@@ -34,7 +34,9 @@ async def reload_model(rt: Runtime, path: Path) -> bool:
 def register(rt: Runtime) -> None:
     """Attach agents and timers to the runtime's app."""
     app, settings = rt.app, rt.settings
-    events_topic = app.topic(settings.input_topic, settings.repartition_topic, key_type=bytes, value_type=bytes)
+    events_topic = app.topic(
+        settings.input_topic, settings.repartition_topic, key_type=bytes, value_type=bytes
+    )
     control_topic = app.topic(settings.control_topic, key_type=bytes, value_type=bytes)
 
     @app.agent(events_topic, name="process-events")
@@ -49,14 +51,15 @@ def register(rt: Runtime) -> None:
         async for value in stream:
             try:
                 cmd = orjson.loads(value)
-                if cmd.get("command") == "reload":
-                    await reload_model(rt, Path(cmd.get("path") or settings.checkpoint))
+                path = cmd.get("path") or settings.checkpoint
+                if cmd.get("command") == "reload" and path:
+                    await reload_model(rt, Path(path))
                 else:
                     log.warning("unknown control command %r", cmd)
             except Exception:  # a bad command must not stop the control agent
                 log.exception("control command failed: %r", value[:200])
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_sender(app: Any, **kwargs: Any) -> None:
         await rt.sender.stop()
 

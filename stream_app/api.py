@@ -43,7 +43,8 @@ def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
         "model_version": engine.version,
         "vector": vector.tolist(),
         "items": [
-            {"item_id": i, "score": round(s, 5)} for i, s in zip(engine.vocab.lookup(items), scores, strict=True)
+            {"item_id": i, "score": round(s, 5)}
+            for i, s in zip(engine.vocab.lookup(items), scores, strict=True)
         ],
     }
 
@@ -77,7 +78,7 @@ def register(rt: Runtime) -> None:
 
     @app.page("/users/{user_id}/recommendations")
     class Recommendations(View):
-        @app.table_route(table=table, match_info="user_id")
+        @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
             view = user_view(rt, user_id)
             if view is None:
@@ -87,7 +88,7 @@ def register(rt: Runtime) -> None:
 
     @app.page("/users/{user_id}/representation")
     class Representation(View):
-        @app.table_route(table=table, match_info="user_id")
+        @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
             view = user_view(rt, user_id)
             if view is None:
@@ -97,7 +98,7 @@ def register(rt: Runtime) -> None:
 
     @app.page("/users/{user_id}")
     class User(View):
-        @app.table_route(table=table, match_info="user_id")
+        @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def delete(self, request: Request, user_id: str) -> Response:
             token = rt.settings.api_token
             if token is not None:

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 
 from model.events import TYPE_INDEX, Event, EventType, Invalid, Reason, parse_event
@@ -113,7 +114,7 @@ def _apply_bookkeeping(ctx: StreamContext, st: UserState, ev: Event, gap_ms: int
             st.purchased = [*(i for i in st.purchased if i != idx), idx][-MAX_EXCLUDED:]
 
 
-def _online_rank(ctx: StreamContext, ev: Event) -> int | None | bool:
+def _online_rank(ctx: StreamContext, ev: Event) -> int | bool | None:
     """Rank of the event's item in the user's previous feed; None = miss; False = not evaluable."""
     feed = ctx.feeds.get(ev.user_id)
     idx = ctx.engine.vocab.index(ev.item_id)
@@ -161,7 +162,8 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
         if rec.topic == ctx.input_topic and rec.key != ev.user_id.encode("utf-8"):
             # Not keyed by user: hand it to the partition that owns the user's state.
             stats.rerouted += 1
-            result.messages.append(OutMessage(ctx.repartition_topic, ev.user_id.encode("utf-8"), rec.value))
+            value = rec.value or b""
+            result.messages.append(OutMessage(ctx.repartition_topic, ev.user_id.encode("utf-8"), value))
             continue
         st = states.get(ev.user_id)
         if st is None:
@@ -193,7 +195,10 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
         )
         t1 = time.perf_counter()
         feeds = engine.recommend(
-            [states[u] for u in users], [excluded_items(ctx, states[u]) for u in users], ctx.top_k, ctx.trending
+            [states[u] for u in users],
+            [excluded_items(ctx, states[u]) for u in users],
+            ctx.top_k,
+            ctx.trending,
         )
         stats.score_seconds = time.perf_counter() - t1
         stats.step_seconds = t1 - t0
@@ -208,7 +213,6 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
     return result
 
 
-
 def _emit(
     ctx: StreamContext,
     result: BatchResult,
@@ -217,7 +221,7 @@ def _emit(
     last: Event,
     items: list[int],
     scores: list[float],
-    vector: list[float],
+    vector: np.ndarray,
 ) -> None:
     """Append the representation and recommendation messages of one user."""
     engine = ctx.engine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from contextlib import suppress
 from functools import lru_cache
 from typing import Any
 
@@ -29,12 +30,16 @@ def client_options(settings: Settings) -> dict[str, Any]:
     if proto in ("SSL", "SASL_SSL"):
         ctx = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
         if settings.ssl_certfile:
-            ctx.load_cert_chain(str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None)
+            ctx.load_cert_chain(
+                str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None
+            )
         opts["ssl_context"] = ctx
     if proto.startswith("SASL"):
         opts["sasl_mechanism"] = settings.sasl_mechanism
         opts["sasl_plain_username"] = settings.sasl_username
-        opts["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        opts["sasl_plain_password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        )
     return opts
 
 
@@ -50,7 +55,9 @@ def stream_topics(settings: Settings) -> list[str]:
     ]
 
 
-async def ensure_topics(settings: Settings, names: list[str] | None = None, partitions: int | None = None) -> None:
+async def ensure_topics(
+    settings: Settings, names: list[str] | None = None, partitions: int | None = None
+) -> None:
     """Create topics that do not exist yet (idempotent)."""
     admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
@@ -61,10 +68,8 @@ async def ensure_topics(settings: Settings, names: list[str] | None = None, part
         for name in wanted:
             # The control topic has one partition: every worker reads every command.
             parts = 1 if name == settings.control_topic else n_parts
-            try:
+            with suppress(TopicAlreadyExistsError):  # another worker created it first
                 await admin.create_topics([NewTopic(name, parts, 1, topic_configs=DEFAULT_TOPIC_CONFIG)])
-            except TopicAlreadyExistsError:
-                pass
         if wanted:
             log.info("created topics %s", wanted)
     finally:

@@ -41,10 +41,16 @@ class StreamMetrics:
             "behavior_stream_batch_size", "Records per micro-batch", buckets=BATCH_BUCKETS, registry=r
         )
         self.step_seconds = Histogram(
-            "behavior_stream_step_seconds", "Batched model step time per batch", buckets=SECONDS_BUCKETS, registry=r
+            "behavior_stream_step_seconds",
+            "Batched model step time per batch",
+            buckets=SECONDS_BUCKETS,
+            registry=r,
         )
         self.score_seconds = Histogram(
-            "behavior_stream_score_seconds", "Top-K scoring time per batch", buckets=SECONDS_BUCKETS, registry=r
+            "behavior_stream_score_seconds",
+            "Top-K scoring time per batch",
+            buckets=SECONDS_BUCKETS,
+            registry=r,
         )
         self.latency = Histogram(
             "behavior_stream_processing_latency_seconds",
@@ -59,14 +65,21 @@ class StreamMetrics:
         self.online_recall = Gauge(
             "behavior_stream_online_recall", "Sliding test-then-train Recall@k", ["k"], registry=r
         )
-        self.online_mrr = Gauge("behavior_stream_online_mrr", "Sliding test-then-train MRR@k", ["k"], registry=r)
+        self.online_mrr = Gauge(
+            "behavior_stream_online_mrr", "Sliding test-then-train MRR@k", ["k"], registry=r
+        )
         self.online_predictions = Counter(
             "behavior_stream_online_predictions", "Events evaluated against the previous feed", registry=r
         )
-        self.model_info = Gauge("behavior_stream_model_info", "Model version being served", ["version"], registry=r)
+        self.model_info = Gauge(
+            "behavior_stream_model_info", "Model version being served", ["version"], registry=r
+        )
         self.model_reloads = Counter("behavior_stream_model_reloads", "Hot model reloads", registry=r)
         self.lag = Gauge(
-            "behavior_stream_consumer_lag", "Records behind the partition end", ["topic", "partition"], registry=r
+            "behavior_stream_consumer_lag",
+            "Records behind the partition end",
+            ["topic", "partition"],
+            registry=r,
         )
         self.evicted = Counter("behavior_stream_evicted_users", "Users evicted by TTL or DELETE", registry=r)
         self.online = SlidingRankMetrics(online_window, ONLINE_KS)

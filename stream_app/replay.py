@@ -117,7 +117,9 @@ async def replay_events(
         for i in range(0, len(events), step):
             chunk = events[i : i + step]
             await _wait_for(pace, start, summary.sent, chunk[0].ts - t0)
-            counts = await producer.send_keyed(topic, [(e.user_id.encode("utf-8"), e.to_json()) for e in chunk])
+            counts = await producer.send_keyed(
+                topic, [(e.user_id.encode("utf-8"), e.to_json()) for e in chunk]
+            )
             for p, c in counts.items():
                 summary.by_partition[p] = summary.by_partition.get(p, 0) + c
             summary.sent += len(chunk)

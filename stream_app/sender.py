@@ -38,7 +38,11 @@ class BatchSender:
         async with self._lock:
             if self._producer_or_none is None:
                 producer = AIOKafkaProducer(
-                    acks="all", linger_ms=0, max_batch_size=512 * 1024, max_request_size=4 * 1024 * 1024, **self._options
+                    acks="all",
+                    linger_ms=0,
+                    max_batch_size=512 * 1024,
+                    max_request_size=4 * 1024 * 1024,
+                    **self._options,
                 )
                 await producer.start()
                 self._producer_or_none = producer

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     recommendations_topic: str = "recommendations"
     dlq_topic: str = "behavior-events-dlq"
     control_topic: str = "behavior-stream-control"
-    session_timeout_s: float = Field(10.0, description="Consumer session timeout (Tansu JoinGroup waits half)")
+    session_timeout_s: float = Field(
+        10.0, description="Consumer session timeout (Tansu JoinGroup waits half)"
+    )
     commit_interval_s: float = Field(1.0, description="How often consumed offsets are committed")
     standby_replicas: int = Field(0, ge=0, description="Faust table standby replicas")
     security_protocol: SecurityProtocol = "PLAINTEXT"

@@ -104,7 +104,7 @@ def decode_state(data: bytes) -> UserState:
         raise StateCodecError(f"state value of {len(data)} bytes is not codec version {CODEC_VERSION}")
     fields = _HEADER.unpack_from(data)
     n_types = len(EVENT_TYPES)
-    version, tag, seen, off, off_rep, last_ts, last_seen, s_start = fields[:8]
+    _version, tag, seen, off, off_rep, last_ts, last_seen, s_start = fields[:8]
     counts = list(fields[8 : 8 + n_types])
     n_recent, n_cart, n_purch, n_hist, n_hidden, n_sid = fields[8 + n_types :]
     expected = _HEADER.size + 4 * (n_recent + n_cart + n_purch + n_hist) + n_hist + 4 * n_hidden + n_sid

@@ -39,7 +39,8 @@ def make_ctx(engine: ModelEngine) -> StreamContext:
 
 def records_of(events: list[Event], start_offset: int = 0) -> list[InputRecord]:
     return [
-        InputRecord(TOPIC, 0, start_offset + i, e.user_id.encode(), e.to_json(), 0.0) for i, e in enumerate(events)
+        InputRecord(TOPIC, 0, start_offset + i, e.user_id.encode(), e.to_json(), 0.0)
+        for i, e in enumerate(events)
     ]
 
 
@@ -67,7 +68,9 @@ def test_batched_stream_equals_offline_replay(engine: ModelEngine, taobao_events
     reps = [orjson.loads(m.value) for r in results for m in r.messages if m.topic == "reps"]
     last = {rep["user_id"]: rep for rep in reps}
     assert set(last) == set(expected)
-    assert all(rep["events_seen"] == sum(e.user_id == u for e in events) for u, rep in list(last.items())[:20])
+    assert all(
+        rep["events_seen"] == sum(e.user_id == u for e in events) for u, rep in list(last.items())[:20]
+    )
     np.testing.assert_allclose(last[events[-1].user_id]["vector"], expected[events[-1].user_id], atol=1e-4)
 
 
@@ -92,7 +95,9 @@ def test_invalid_records_go_to_dlq_with_reason(engine: ModelEngine, taobao_event
     assert dict(result.stats.invalid_by_reason) == {r: 1 for r in bad_values.values()}
 
 
-def test_redelivered_and_resent_events_are_not_applied(engine: ModelEngine, taobao_events: list[Event]) -> None:
+def test_redelivered_and_resent_events_are_not_applied(
+    engine: ModelEngine, taobao_events: list[Event]
+) -> None:
     events = taobao_events[:600]
     ctx = make_ctx(engine)
     recs = records_of(events)
@@ -124,7 +129,9 @@ def test_unkeyed_records_are_rerouted_then_applied(engine: ModelEngine, taobao_e
     assert first.stats.rerouted == 100 and not ctx.store
     forwarded = [m for m in first.messages if m.topic == REPART]
     assert [m.key for m in forwarded] == [e.user_id.encode() for e in events]
-    second = process_batch([InputRecord(REPART, 0, i, m.key, m.value, 0.0) for i, m in enumerate(forwarded)], ctx)
+    second = process_batch(
+        [InputRecord(REPART, 0, i, m.key, m.value, 0.0) for i, m in enumerate(forwarded)], ctx
+    )
     assert sum(second.stats.events_by_type.values()) == 100
 
 

@@ -37,7 +37,10 @@ BAD_RECORDS: list[tuple[bytes, str]] = [
     (b'{"user_id": "1", "type": "click", "ts": 1511544070000}', "missing_field"),
     (b'{"user_id": 17, "type": "click", "item_id": "5", "ts": 1511544070000}', "wrong_type"),
     (b'{"user_id": "", "type": "click", "item_id": "5", "ts": 1511544070000}', "empty_field"),
-    (b'{"user_id": "1", "type": "search", "query": "' + b"q" * 600 + b'", "ts": 1511544070000}', "field_too_long"),
+    (
+        b'{"user_id": "1", "type": "search", "query": "' + b"q" * 600 + b'", "ts": 1511544070000}',
+        "field_too_long",
+    ),
     (b'{"pad": "' + b"x" * 17000 + b'"}', "oversize"),
 ]
 
@@ -81,8 +84,10 @@ def test_taobao_replay_end_to_end(
         asyncio.run(produce(records))
         types = Counter(e.type.value for e in events)
         wait_until(
-            lambda: sum(v for k, v in worker.metrics().items() if k.startswith("behavior_stream_events_total"))
-            >= len(events),
+            lambda: (
+                sum(v for k, v in worker.metrics().items() if k.startswith("behavior_stream_events_total"))
+                >= len(events)
+            ),
             600,
             "worker did not apply every valid event",
             interval=2.0,
