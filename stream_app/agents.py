@@ -81,6 +81,7 @@ def register(rt: Runtime) -> None:
     @app.timer(5.0)
     async def consumer_lag() -> None:
         consumer = app.consumer
+        rt.metrics.lag.clear()  # partitions lost in a rebalance must not keep their last value
         for tp in consumer.assignment():
             if tp.topic not in (settings.input_topic, settings.repartition_topic):
                 continue

@@ -69,7 +69,8 @@ async def ensure_topics(
             # The control topic has one partition: every worker reads every command.
             parts = 1 if name == settings.control_topic else n_parts
             with suppress(TopicAlreadyExistsError):  # another worker created it first
-                await admin.create_topics([NewTopic(name, parts, 1, topic_configs=DEFAULT_TOPIC_CONFIG)])
+                topic = NewTopic(name, parts, settings.replication_factor, topic_configs=DEFAULT_TOPIC_CONFIG)
+                await admin.create_topics([topic])
         if wanted:
             log.info("created topics %s", wanted)
     finally:

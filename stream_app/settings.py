@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     )
     commit_interval_s: float = Field(1.0, description="How often consumed offsets are committed")
     standby_replicas: int = Field(0, ge=0, description="Faust table standby replicas")
+    replication_factor: int = Field(1, ge=1, description="Replication factor of topics the worker creates")
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism = "PLAIN"
     sasl_username: str | None = None
@@ -59,6 +60,9 @@ class Settings(BaseSettings):
     # Web
     web_host: str = Field("127.0.0.1", description="HTTP bind address (loopback by default)")
     web_port: int = Field(6066, ge=0, lt=65536)
+    web_advertised_host: str | None = Field(
+        None, description="Address other workers use to reach this one (default: web_host)"
+    )
     api_token: SecretStr | None = Field(None, description="Bearer token required for DELETE when set")
     log_level: LogLevel = "warning"
     data_dir: Path = Field(Path("runs/worker"), description="Faust's local data directory")
