@@ -78,8 +78,17 @@ def register(rt: Runtime) -> None:
             except Exception:  # a half-written or bad checkpoint keeps the current model
                 log.exception("hot reload of %s failed; keeping %s", path, rt.ctx.engine.version)
 
-    @app.timer(5.0)
-    async def consumer_lag() -> None:
+    if settings.state_ttl_s is not None:
+        ttl_ms = int(settings.state_ttl_s * 1000)
+
+        @app.timer(min(30.0, max(1.0, settings.state_ttl_s / 10)))
+        async def evict_inactive() -> None:
+            await rt.evict_inactive(ttl_ms)
+
+    @app.timer(2.0)
+    async def gauges() -> None:
+        """Users in state (also after recovery, before any new event) and consumer lag."""
+        rt.metrics.users.set(rt.store.user_count())
         consumer = app.consumer
         rt.metrics.lag.clear()  # partitions lost in a rebalance must not keep their last value
         for tp in consumer.assignment():

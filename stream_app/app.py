@@ -10,6 +10,7 @@ never applied twice, however the crash fell (see README, "Exactly-once state").
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from stream_app.metrics import StreamMetrics
 from stream_app.records import BatchResult, InputRecord
 from stream_app.sender import BatchSender
 from stream_app.settings import Settings
-from stream_app.state import USER_KEY_PREFIX, user_key
+from stream_app.state import USER_KEY_PREFIX, last_event_ts, user_key, user_of_key
 from stream_app.trending import TrendingWindow
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,10 @@ class TableStore:
         """Remember a key's partition so Faust drops it when that partition is revoked."""
         self._store._key_partition[key] = partition
 
+    def partition_of(self, key: bytes) -> int | None:
+        """The partition a key was written to or recovered from."""
+        return self._store._key_partition.get(key)  # type: ignore[no-any-return,unused-ignore]
+
     def user_count(self) -> int:
         """Number of user states held (reserved keys excluded)."""
         return sum(1 for k in self._store.data if k.startswith(USER_KEY_PREFIX))
@@ -89,6 +94,8 @@ class Runtime:
     sender: BatchSender
     changelog_topic: str
     reload_mtime: float = 0.0
+    # Serializes batches, deletions and evictions, so a tombstone never races a state write.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -106,8 +113,9 @@ class Runtime:
 
     async def handle(self, events: list[Any]) -> BatchResult:
         """Process one micro-batch end to end: core, outputs, state, fences, metrics."""
-        result = process_batch(self.records_of(events), self.ctx)
-        await self.flush(result)
+        async with self.lock:
+            result = process_batch(self.records_of(events), self.ctx)
+            await self.flush(result)
         self.metrics.observe(result.stats, time.time())
         self.metrics.users.set(self.store.user_count())
         return result
@@ -122,20 +130,56 @@ class Runtime:
                 records.append((self.changelog_topic, partition, key, value))
         await self.sender.send(records)
         input_parts = {p for (topic, p) in result.watermarks}
+        fences = []
         for partition in sorted(set(result.state_writes) | input_parts):
             mark = {t: o for (t, p), o in result.watermarks.items() if p == partition}
-            await self.sender.send_one(self.changelog_topic, partition, WATERMARK_KEY, orjson.dumps(mark))
+            fences.append(
+                self.sender.send_one(self.changelog_topic, partition, WATERMARK_KEY, orjson.dumps(mark))
+            )
+        await asyncio.gather(*fences)
 
     async def delete_user(self, user_id: str, partition: int) -> bool:
-        """Erase a user: a tombstone in the changelog and removal from memory."""
+        """Erase a user: removal from memory and a tombstone in the changelog (so recovery
+        does not bring the user back); the tombstone is a lone record, hence also a fence."""
         await self.sender.start()
         key = user_key(user_id)
-        existed = key in self.store
-        if existed:
-            del self.store[key]
-        self.ctx.feeds.pop(user_id, None)
-        await self.sender.send_one(self.changelog_topic, partition, key, None)
+        async with self.lock:
+            existed = key in self.store
+            if existed:
+                del self.store[key]
+            self.ctx.feeds.pop(user_id, None)
+            await self.sender.send_one(self.changelog_topic, partition, key, None)
         return existed
+
+    async def evict_inactive(self, ttl_ms: int) -> int:
+        """Evict users whose last event is more than `ttl_ms` behind the stream's event time."""
+        await self.sender.start()
+        async with self.lock:
+            horizon = self.ctx.stream_time - ttl_ms
+            doomed = [
+                k
+                for k in self.store
+                if k.startswith(USER_KEY_PREFIX) and last_event_ts(self.store[k]) < horizon
+            ]
+            records = []
+            for key in doomed:
+                partition = self.store.partition_of(key)
+                del self.store[key]
+                user = user_of_key(key)
+                if user is not None:
+                    self.ctx.feeds.pop(user, None)
+                if partition is not None:
+                    records.append((self.changelog_topic, partition, key, None))
+            await self.sender.send(records)
+            for partition in sorted({r[1] for r in records}):
+                await self.sender.send_one(self.changelog_topic, partition, WATERMARK_KEY, b"{}")
+        if doomed:
+            self.metrics.evicted.inc(len(doomed))
+            self.metrics.users.set(self.store.user_count())
+            log.warning(
+                "evicted %d users inactive for more than %.0f s of event time", len(doomed), ttl_ms / 1000
+            )
+        return len(doomed)
 
 
 def faust_credentials(settings: Settings) -> Any:

@@ -47,6 +47,7 @@ class StreamContext:
     # The last feed sent to each user, for test-then-train evaluation; memory only (a restart
     # just skips the first prediction of each user).
     feeds: dict[str, list[int]] = field(default_factory=dict)
+    stream_time: int = 0  # the largest event time applied so far (the clock of TTL eviction)
 
 
 def dlq_message(ctx: StreamContext, rec: InputRecord, bad: Invalid) -> OutMessage:
@@ -186,6 +187,7 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
         pending.setdefault(ev.user_id, []).append(ev)
         received[ev.user_id] = rec.received
         stats.events_by_type[ev.type.value] += 1
+        ctx.stream_time = max(ctx.stream_time, ev.ts)
     ctx.trending.add(e for evs in pending.values() for e in evs)
     users = list(pending)
     if users:

@@ -20,6 +20,8 @@ CODEC_VERSION = 1
 # session start, per-type session counts, then the lengths of the variable parts.
 _HEADER = struct.Struct("<BIIqqqqq" + "H" * len(EVENT_TYPES) + "BBBBHB")
 USER_KEY_PREFIX = b"u:"
+_LAST_TS = struct.Struct("<q")
+_LAST_TS_OFFSET = struct.calcsize("<BIIqq")  # version, tag, seen, two offsets
 
 
 class StateCodecError(ValueError):
@@ -96,6 +98,11 @@ def encode_state(state: UserState) -> bytes:
             sid,
         )
     )
+
+
+def last_event_ts(data: bytes) -> int:
+    """The event time of the user's last event, read from the header alone (for TTL scans)."""
+    return int(_LAST_TS.unpack_from(data, _LAST_TS_OFFSET)[0])
 
 
 def decode_state(data: bytes) -> UserState:

@@ -1,26 +1,21 @@
-"""Helpers for stream tests: run worker subprocesses, read topics, scrape metrics (no mocks)."""
+"""Helpers for stream tests: unique settings per test and reading whole topics (no mocks)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.broker import EmbeddedBroker, free_port
 from stream_app.kafka import client_options
 from stream_app.settings import Settings
+from stream_app.workerproc import WorkerProcess, wait_until
+
+__all__ = ["WorkerProcess", "read_topic", "stream_settings", "wait_until"]
 
 
 def stream_settings(broker: EmbeddedBroker, tmp_path: Path, checkpoint: Path, **extra: Any) -> Settings:
@@ -41,94 +36,6 @@ def stream_settings(broker: EmbeddedBroker, tmp_path: Path, checkpoint: Path, **
         partitions=4,
         **extra,
     )
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as BEHAVIOR_STREAM_* environment variables."""
-    env = {}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if isinstance(value, tuple | list):
-            value = orjson.dumps(list(value)).decode()
-        env[f"BEHAVIOR_STREAM_{name.upper()}"] = str(value)
-    return env
-
-
-@dataclass
-class WorkerProcess:
-    """A `behavior-stream worker` subprocess."""
-
-    settings: Settings
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> WorkerProcess:
-        env = {**os.environ, **settings_env(self.settings)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "stream_app.worker"],
-            env=env,
-            stdout=open(self.log_path, "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.web_port}"
-
-    def get(self, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        req = urllib.request.Request(self.url + path, method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
-
-    def metrics(self) -> dict[str, float]:
-        """Scrape /metrics into {'name{labels}': value}."""
-        status, body = self.get("/metrics")
-        assert status == 200
-        out = {}
-        for line in body.decode().splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        wait_until(lambda: self._healthy(), timeout, f"worker not healthy; log: {self.log_path}")
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None and self.proc.poll() is None, f"worker exited; see {self.log_path}"
-        try:
-            return self.get("/health")[0] == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def wait_until(check: Callable[[], bool], timeout: float, message: str, interval: float = 0.5) -> None:
-    """Poll `check` until true or fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s: {message}")
 
 
 def read_topic(settings: Settings, topic: str, idle_s: float = 3.0, max_s: float = 120.0) -> list[Any]:
