@@ -173,12 +173,12 @@ def demo(
     opts = DemoOptions(
         workdir=workdir,
         data=data,
-        fmt=fmt,
-        cell=cell,
+        fmt=fmt,  # type: ignore[arg-type]
+        cell=cell,  # type: ignore[arg-type]
         epochs=epochs,
         keep_running=keep_running,
         web_port=web_port,
-    )  # type: ignore[arg-type]
+    )
     try:
         run_demo(opts)
     except KeyboardInterrupt:

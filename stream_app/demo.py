@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.checkpoint import LoadedModel, load_checkpoint, save_checkpoint
-from model.config import ModelConfig
+from model.config import Cell, ModelConfig
 from model.data import Format, eval_sequences, load_events
 from model.events import Event
 from model.generator import (
@@ -55,7 +55,7 @@ class DemoOptions:
     workdir: Path = Path("runs/demo")
     data: Path | None = None
     fmt: Format = "jsonl"
-    cell: str = "gru"
+    cell: Cell = "gru"
     train_frac: float = 0.8
     epochs: int = 4
     bad_records: int = 200

@@ -70,18 +70,16 @@ def print_summary(r: DemoReport) -> None:
     echo(f"  replayed {r.records:,} records: {applied:,.0f} events processed, "
          f"{total(m, 'behavior_stream_invalid_events_total'):,.0f} invalid (-> DLQ), "
          f"{total(m, 'behavior_stream_duplicate_events_total'):,.0f} duplicates skipped")  # fmt: skip
-    echo(
-        f"  throughput {applied / max(r.seconds, 1e-9):,.0f} events/s over {r.seconds:.1f}s (produce to last apply)"
-    )
+    rate = applied / max(r.seconds, 1e-9)
+    echo(f"  throughput {rate:,.0f} events/s over {r.seconds:.1f}s (first produce to last apply)")
     echo(f"  consume-to-emit latency p50 {histogram_quantile(m, LATENCY, 0.5) * 1e3:.1f} ms, "
          f"p99 {histogram_quantile(m, LATENCY, 0.99) * 1e3:.1f} ms")  # fmt: skip
     online_r = m.get('behavior_stream_online_recall{k="20"}', float("nan"))
     online_m = m.get('behavior_stream_online_mrr{k="20"}', float("nan"))
     echo("  next-item quality @20     Recall   MRR")
     echo(f"    online (test-then-train) {online_r:.4f}  {online_m:.4f}")
-    echo(
-        f"    offline (same model)     {r.offline.get('recall@20', float('nan')):.4f}  {r.offline.get('mrr@20', float('nan')):.4f}"
-    )
+    off_r, off_m = r.offline.get("recall@20", float("nan")), r.offline.get("mrr@20", float("nan"))
+    echo(f"    offline (same model)     {off_r:.4f}  {off_m:.4f}")
     for feed in r.feeds:
         items = feed.get("items", [])[:5]
         echo(f"  feed of user {feed.get('user_id')}:")

@@ -35,8 +35,8 @@ def histogram_quantile(metrics: dict[str, float], name: str, q: float) -> float:
     prefix = f"{name}_bucket{{"
     for key, value in metrics.items():
         if key.startswith(prefix):
-            le = key[len(prefix) :].split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((math.inf if le == "+Inf" else float(le), value))
+            bound = key[len(prefix) :].split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((math.inf if bound == "+Inf" else float(bound), value))
     buckets.sort()
     if not buckets or buckets[-1][1] == 0:
         return math.nan
