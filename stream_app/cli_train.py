@@ -9,7 +9,7 @@ from typing import Annotated, Any, cast, get_args
 
 import typer
 
-from model.config import CELLS, Cell, ModelConfig
+from model.config import CELLS, Cell, ModelConfig, Monitor, TrainConfig
 from model.data import FORMATS, Format, SplitUnit, default_split_unit, load_events
 
 log = logging.getLogger(__name__)
@@ -30,33 +30,41 @@ def train_command(
         Path | None, typer.Option(help="Separate test file; DATA is then split train/valid only.")
     ] = None,
     purchases: Annotated[Path | None, typer.Option(help="DIGINETICA purchases file.")] = None,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation).")] = 10,
-    batch_size: Annotated[int, typer.Option(help="Sequence windows per batch.")] = 32,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.01,
-    hidden: Annotated[int, typer.Option(help="Hidden size.")] = 64,
-    layers: Annotated[int, typer.Option(help="Recurrent layers.")] = 1,
+    epochs: Annotated[
+        int, typer.Option(help="Maximum epochs (early stopping on validation).")
+    ] = TrainConfig.epochs,
+    batch_size: Annotated[int, typer.Option(help="Sequence windows per batch.")] = TrainConfig.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = TrainConfig.lr,
+    hidden: Annotated[int, typer.Option(help="Hidden size.")] = ModelConfig.hidden_size,
+    layers: Annotated[int, typer.Option(help="Recurrent layers.")] = ModelConfig.num_layers,
     dropout: Annotated[
         float, typer.Option(help="Dropout on inputs, between layers and on the output.")
-    ] = 0.1,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same model).")] = 0,
+    ] = ModelConfig.dropout,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same model).")] = TrainConfig.seed,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
-    valid_frac: Annotated[float, typer.Option(help="Share of events (by time) for validation.")] = 0.1,
+    valid_frac: Annotated[
+        float, typer.Option(help="Share of events (by time) for validation.")
+    ] = TrainConfig.valid_frac,
     test_frac: Annotated[
         float, typer.Option(help="Share of events (by time) for test; ignored with --test.")
-    ] = 0.1,
+    ] = TrainConfig.test_frac,
     split_unit: Annotated[
         str | None, typer.Option(help="event|sequence; default: sequence for session formats.")
     ] = None,
     max_len: Annotated[
         int, typer.Option(help="Predictions per training window (longer users are cut).")
-    ] = 200,
-    patience: Annotated[int, typer.Option(help="Epochs without improvement before stopping.")] = 2,
-    monitor: Annotated[str, typer.Option(help="Early-stopping metric: recall|mrr (@20).")] = "recall",
+    ] = TrainConfig.max_len,
+    patience: Annotated[
+        int, typer.Option(help="Epochs without improvement before stopping.")
+    ] = TrainConfig.patience,
+    monitor: Annotated[
+        str, typer.Option(help="Early-stopping metric: recall|mrr (@20).")
+    ] = TrainConfig.monitor,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a GRU/LSTM next-item + purchase model with a time split; saves the best epoch's weights."""
     from model.checkpoint import save_checkpoint
-    from model.train import Monitor, TrainConfig, train_model
+    from model.train import train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fmt_ = cast(Format, _choice(fmt, FORMATS, "--format"))

@@ -1,0 +1,90 @@
+"""Two workers in one consumer group on the real broker: they split the partitions, a worker can
+join mid-replay and leave again, and the final states equal one worker's (an offline replay)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from model.events import Event
+from stream_app.broker import EmbeddedBroker, free_port
+from stream_app.engine import ModelEngine
+from stream_app.kafka import ensure_topics
+from stream_app.offline import replay_states, representations
+from stream_app.replay import replay_events
+from stream_app.settings import Settings
+from stream_app.workerproc import WorkerProcess
+from tests.stream_app.streamkit import read_topic, stream_settings, wait_until
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
+
+
+def applied(*workers: WorkerProcess) -> float:
+    return sum(
+        v for w in workers for k, v in w.metrics().items() if k.startswith("behavior_stream_events_total")
+    )
+
+
+def test_second_worker_joins_and_leaves_mid_replay(
+    broker: EmbeddedBroker, tmp_path: Path, taobao_events: list[Event], taobao_checkpoint: Path
+) -> None:
+    events = taobao_events[:30_000]
+    thirds = [events[:10_000], events[10_000:20_000], events[20_000:]]
+    settings = stream_settings(broker, tmp_path, taobao_checkpoint, ann_threshold=0)
+    second: Settings = settings.model_copy(update={"web_port": free_port()})
+    asyncio.run(ensure_topics(settings))
+    one = WorkerProcess(settings, tmp_path / "one.log").start()
+    two = WorkerProcess(second, tmp_path / "two.log")
+    try:
+        one.wait_ready()
+        asyncio.run(replay_events(settings, thirds[0]))
+        wait_until(lambda: applied(one) >= len(thirds[0]), 300, "first third not applied")
+
+        two.start()  # joins mid-replay: the group rebalances and the partitions are split
+        two.wait_ready()
+        asyncio.run(replay_events(settings, thirds[1]))
+        wait_until(
+            lambda: one.metrics()["behavior_stream_users"] > 0 and two.metrics()["behavior_stream_users"] > 0,
+            300,
+            "the second worker took no partition",
+        )
+        users_by_worker = (one.metrics()["behavior_stream_users"], two.metrics()["behavior_stream_users"])
+
+        two.stop()  # leaves: its partitions move back to the first worker, recovered from the changelog
+        asyncio.run(replay_events(settings, thirds[2]))
+        per_user = Counter(e.user_id for e in events)
+        wait_until(
+            lambda: one.metrics()["behavior_stream_users"] == len(per_user), 300, "users not recovered"
+        )
+
+        def final() -> dict[str, dict]:
+            last: dict[str, dict] = {}
+            for rec in read_topic(settings, settings.representations_topic, idle_s=2.0):
+                rep = orjson.loads(rec.value)
+                if rep["events_seen"] >= last.get(rep["user_id"], {}).get("events_seen", -1):
+                    last[rep["user_id"]] = rep
+            return last
+
+        wait_until(
+            lambda: (
+                all(r["events_seen"] == per_user[u] for u, r in final().items())
+                and len(final()) == len(per_user)
+            ),
+            300,
+            "not every event was applied exactly once",
+            interval=3.0,
+        )
+        last = final()
+    finally:
+        two.stop()
+        one.stop()
+    assert all(n > 0 for n in users_by_worker), users_by_worker
+    engine = ModelEngine.from_checkpoint(taobao_checkpoint)
+    expected = representations(replay_states(events, engine), engine)
+    worst = max(float(np.abs(np.asarray(last[u]["vector"]) - expected[u]).max()) for u in expected)
+    assert worst <= 1e-4, worst
