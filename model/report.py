@@ -184,6 +184,43 @@ def _purchase_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _probes_section(probes: dict[str, Any]) -> list[str]:
+    """Linear probes, geometry and stability of the model's representations (`evaluate --probes`)."""
+    lines = ["## Representations", ""]
+    if "skipped" in probes:
+        return [*lines, f"Not evaluated: {probes['skipped']}.", ""]
+    protocol = probes["protocol"]
+    lines += [f"- {key}: {protocol[key]}" for key in ("examples", "labels", "probes", "split")]
+    buy, cat, length = probes["purchase"], probes["category"], probes["length"]
+    top = next(key for key in cat if key.startswith("top"))
+    lines += [
+        "",
+        "| probe | n | scores |",
+        "|---|---:|---|",
+        f"| purchase in next session | {buy['n']} | ROC-AUC {_fmt(buy['roc_auc'])}, F1 {_fmt(buy['f1'])}, "
+        f"positive rate {_fmt(buy['positive_rate'])} |",
+        f"| category of its first item | {cat['n']} | accuracy {_fmt(cat['accuracy'])}, "
+        f"{top.replace('_', ' ')} {_fmt(cat[top])} (majority {_fmt(cat['majority_accuracy'])}; "
+        f"{cat['classes']} classes, {cat['dropped_users']} users dropped) |",
+        f"| its length (events) | {length['n']} | MAE {_fmt(length['mae'])}, MSE {_fmt(length['mse'])} "
+        f"(mean predictor {_fmt(length['baseline_mae'])}, {_fmt(length['baseline_mse'])}) |",
+        "",
+        f"Geometry ({protocol['geometry']}):",
+        "",
+        *(f"- {key}: {_fmt(value)}" for key, value in probes["geometry"].items()),
+        "",
+        f"Stability ({protocol['stability']}):",
+        "",
+        "| steps | n | p50 | p90 | p99 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("within_session", "session_boundary"):
+        q = probes["stability"][name]
+        cells = " | ".join(_fmt(q[p]) for p in ("p50", "p90", "p99"))
+        lines.append(f"| {name.replace('_', ' ')} | {q['n']} | {cells} |")
+    return [*lines, "", f"Mean norm of the representations: {_fmt(probes['stability']['mean_norm'])}.", ""]
+
+
 def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str, Any]] | None = None) -> Path:
     """Write report.md and its PNG plots into `out_dir`; returns the report path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,6 +248,8 @@ def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str,
         "",
     ]
     lines += _purchase_section(metrics)
+    if "probes" in metrics:
+        lines += _probes_section(metrics["probes"])
     if history:
         plot_training(history, out_dir / "training_curves.png")
         lines += ["## Training", "", "![training curves](training_curves.png)", ""]

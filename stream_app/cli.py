@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from stream_app.cli_compare import compare_command
 from stream_app.cli_evaluate import evaluate_command
 from stream_app.cli_train import train_command
 
@@ -22,6 +23,9 @@ app.command("train", help="Train a GRU/LSTM sequence model on an event log.")(tr
 app.command("evaluate", help="Evaluate a checkpoint and the baselines; writes metrics.json and a report.")(
     evaluate_command
 )
+app.command(
+    "compare", help="Compare two checkpoints on every metric, with paired bootstrap CIs of the differences."
+)(compare_command)
 
 
 def _logging(level: str = "info") -> None:

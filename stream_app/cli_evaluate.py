@@ -46,7 +46,7 @@ def _first(*values: Any) -> Any:
     return next(v for v in values if v is not None)
 
 
-def _split_settings(
+def split_settings(
     train_config: dict[str, Any],
     valid_frac: float | None,
     test_frac: float | None,
@@ -71,14 +71,18 @@ def _split_settings(
     return chosen[0], chosen[1], cast(SplitUnit, chosen[2])
 
 
-def _history_and_test(
+def history_and_test(
     data: Path, fmt: Format, test: Path | None, purchases: Path | None, split: tuple[float, float, SplitUnit]
-) -> tuple[list[Event], list[Event], dict[str, Any]]:
-    """(history, test events, dataset description): the training split's parts, or DATA + the test file."""
+) -> tuple[list[Event], list[Event], dict[str, str], dict[str, Any]]:
+    """(history, test events, item -> category, dataset description): the training split's parts, or
+    DATA + the test file."""
     loaded = load_events(data, fmt, purchases=purchases)
+    categories = dict(loaded.categories)
     dataset: dict[str, Any] = {"path": str(data), "format": fmt, "load": loaded.report.summary()}
     if test is not None:
-        history, test_events = loaded.events, load_events(test, fmt).events
+        test_loaded = load_events(test, fmt)
+        history, test_events = loaded.events, test_loaded.events
+        categories |= test_loaded.categories
         dataset["test_path"] = str(test)
     else:
         parts = time_split(loaded.events, *split)
@@ -90,7 +94,7 @@ def _history_and_test(
             "test_start_ms": parts.test_start_ms,
         }
     dataset |= {"history_events": len(history), "test_events": len(test_events)}
-    return history, test_events, dataset
+    return history, test_events, categories, dataset
 
 
 def _scorers(
@@ -145,6 +149,9 @@ def evaluate_command(
     gru4rec_compat: Annotated[
         bool | None, typer.Option(help="Drop unseen-item events before evaluating; default: on for gru4rec.")
     ] = None,
+    probes: Annotated[
+        bool, typer.Option(help="Add linear probes, geometry and stability of the model's representations.")
+    ] = False,
 ) -> None:
     """Evaluate next-item ranking (model + baselines) and purchase prediction on the held-out split."""
     data, loose = split_inputs(inputs)
@@ -152,6 +159,8 @@ def evaluate_command(
     if fmt not in FORMATS:
         raise typer.BadParameter(f"unknown format {fmt!r}; expected one of {FORMATS}", param_hint="--format")
     fmt_ = cast(Format, fmt)
+    if probes and checkpoint is None:
+        raise typer.BadParameter("--probes needs --checkpoint (it judges the model)")
     names = _baseline_names(baselines)
     loaded = None
     if checkpoint is not None:
@@ -159,8 +168,8 @@ def evaluate_command(
 
         loaded = load_checkpoint(checkpoint)
     train_config = loaded.metadata.get("train_config", {}) if loaded else {}
-    split = _split_settings(train_config, valid_frac, test_frac, split_unit, fmt_)
-    history, test_events, dataset = _history_and_test(data, fmt_, test, purchases, split)
+    split = split_settings(train_config, valid_frac, test_frac, split_unit, fmt_)
+    history, test_events, categories, dataset = history_and_test(data, fmt_, test, purchases, split)
     if loaded is not None:
         dataset |= {"checkpoint": str(checkpoint), "model_version": loaded.model_version}
     # The catalog is the one the model ranks; without a model, every item seen before the test period.
@@ -172,6 +181,13 @@ def evaluate_command(
     metrics = evaluate(
         sequences, vocab, item_counts(history, vocab), scorers, purchase_scorers, config, dataset
     )
+    if probes and loaded is not None:
+        from model.probes import ProbeConfig
+        from model.representations import probe_section
+
+        # The data's categories cover items outside the catalog too; they win over the checkpoint's.
+        categories = {**(loaded.item_categories or {}), **categories}
+        metrics["probes"] = probe_section(loaded, history, test_events, categories, ProbeConfig(seed=seed))
     write_metrics(metrics, out)
     report = write_report(metrics, out, loaded.metadata.get("history") if loaded else None)
     counts = metrics["counts"]

@@ -59,6 +59,6 @@ def test_stream_app_never_unpickles() -> None:
 
 
 def test_topics_and_table_use_raw_bytes(taobao_checkpoint: Path) -> None:
-    rt = build_app(Settings(), ModelEngine.from_checkpoint(taobao_checkpoint))
+    rt = build_app(Settings(), ModelEngine.from_checkpoint(taobao_checkpoint, ann_threshold=0))
     assert rt.app.conf.key_serializer == "raw" and rt.app.conf.value_serializer == "raw"
     assert rt.table.key_type is bytes and rt.table.value_type is bytes

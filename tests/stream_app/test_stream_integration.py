@@ -70,7 +70,7 @@ def test_taobao_replay_end_to_end(
     checkpoint = tmp_path / "model.pt"
     shutil.copy(taobao_checkpoint, checkpoint)
     shutil.copy(f"{taobao_checkpoint}.sha256", f"{checkpoint}.sha256")
-    settings = stream_settings(broker, tmp_path, checkpoint, reload_poll_s=0.5)
+    settings = stream_settings(broker, tmp_path, checkpoint, reload_poll_s=0.5, ann_threshold=0)
     asyncio.run(ensure_topics(settings))
     records, bad_reasons, n_dup = build_stream(events, n_bad=500, n_dup=300)
     worker = WorkerProcess(settings, tmp_path / "worker.log").start()
