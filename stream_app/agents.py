@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stream_app.engine import ModelEngine
+from stream_app.experiment import VARIANTS, Variant
 
 if TYPE_CHECKING:
     from stream_app.app import Runtime
@@ -17,18 +18,42 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def reload_model(rt: Runtime, path: Path) -> bool:
+async def reload_model(rt: Runtime, path: Path, variant: Variant = "A") -> bool:
     """Load a checkpoint off the event loop and swap it in between batches; False if unchanged."""
+    current = rt.ctx.engines().get(variant)
     engine = await asyncio.to_thread(
-        ModelEngine.from_checkpoint, path, rt.settings.ann_threshold, rt.ctx.engine
+        ModelEngine.from_checkpoint, path, rt.settings.ann_threshold, current or rt.ctx.engine
     )
-    if engine.version == rt.ctx.engine.version:
+    if current is not None and engine.version == current.version:
         return False
-    log.warning("model reloaded: %s -> %s", rt.ctx.engine.version, engine.version)
-    rt.ctx.engine = engine
-    rt.metrics.set_model(engine.version)
+    async with rt.lock:
+        other = rt.ctx.treatment if variant == "A" else rt.ctx.engine
+        if other is not None:
+            engine.share_vocabularies(other)
+        if variant == "A":
+            rt.ctx.engine = engine
+        else:
+            rt.ctx.treatment = engine
+    log.warning("model %s reloaded: %s -> %s", variant, current.version if current else None, engine.version)
+    rt.metrics.set_models({v: e.version for v, e in rt.ctx.engines().items()})
     rt.metrics.model_reloads.inc()
     return True
+
+
+async def run_command(rt: Runtime, cmd: dict[str, Any]) -> None:
+    """A control command: reload a variant's checkpoint, or promote a variant to every user."""
+    variant = cmd.get("variant", "A")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}")
+    if cmd.get("command") == "reload":
+        path = cmd.get("path") or (rt.settings.checkpoint if variant == "A" else rt.settings.ab_checkpoint)
+        if path is None:
+            raise ValueError("reload needs a path (no checkpoint configured for that variant)")
+        await reload_model(rt, Path(path), variant)
+    elif cmd.get("command") == "promote":
+        await rt.promote(variant)
+    else:
+        raise ValueError(f"unknown command {cmd.get('command')!r}")
 
 
 def register(rt: Runtime) -> None:
@@ -47,15 +72,10 @@ def register(rt: Runtime) -> None:
 
     @app.agent(control_topic, name="control")
     async def control(stream: Any) -> None:
-        """Commands: {"command": "reload", "path": optional checkpoint path}."""
+        """Commands: {"command": "reload"|"promote", "variant": "A"|"B", "path": optional}."""
         async for value in stream:
             try:
-                cmd = orjson.loads(value)
-                path = cmd.get("path") or settings.checkpoint
-                if cmd.get("command") == "reload" and path:
-                    await reload_model(rt, Path(path))
-                else:
-                    log.warning("unknown control command %r", cmd)
+                await run_command(rt, orjson.loads(value))
             except Exception:  # a bad command must not stop the control agent
                 log.exception("control command failed: %r", value[:200])
 
@@ -63,20 +83,22 @@ def register(rt: Runtime) -> None:
     async def close_sender(app: Any, **kwargs: Any) -> None:
         await rt.sender.stop()
 
+    watched: dict[Variant, Path | None] = {"A": settings.checkpoint, "B": settings.ab_checkpoint}
+
     @app.timer(settings.reload_poll_s)
-    async def watch_checkpoint() -> None:
-        path = settings.checkpoint
-        if path is None or not path.exists():
-            return
-        mtime = path.stat().st_mtime
-        if rt.reload_mtime == 0.0:
-            rt.reload_mtime = mtime
-        elif mtime != rt.reload_mtime:
-            rt.reload_mtime = mtime
+    async def watch_checkpoints() -> None:
+        for variant, path in watched.items():
+            if path is None or not path.exists() or variant not in rt.ctx.engines():
+                continue
+            mtime = path.stat().st_mtime
+            seen = rt.reload_mtimes.setdefault(variant, mtime)
+            if mtime == seen:
+                continue
+            rt.reload_mtimes[variant] = mtime
             try:
-                await reload_model(rt, path)
+                await reload_model(rt, path, variant)
             except Exception:  # a half-written or bad checkpoint keeps the current model
-                log.exception("hot reload of %s failed; keeping %s", path, rt.ctx.engine.version)
+                log.exception("hot reload of %s failed; keeping the current model", path)
 
     if settings.state_ttl_s is not None:
         ttl_ms = int(settings.state_ttl_s * 1000)

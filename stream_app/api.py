@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from faust.web import Request, Response, View
 
-from stream_app.core import excluded_items
+from stream_app.experiment import summary
 from stream_app.kafka import partition_for
+from stream_app.outputs import excluded_items
 from stream_app.state import decode_state, user_key
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("behavior_stream.audit")
+EXPERIMENT_K = 20
 
 
 def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
@@ -29,10 +31,10 @@ def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
     raw = rt.store.get(user_key(user_id))
     if raw is None:
         return None
-    engine = rt.engine
+    variant, engine = rt.ctx.engine_for(user_id)
     st = decode_state(raw)
     engine.adopt(st)
-    excluded = excluded_items(rt.ctx, st)  # the same feed policy the stream applies
+    excluded = excluded_items(rt.settings.exclude, st)  # the same feed policy the stream applies
     [(items, scores, vector)] = engine.recommend([st], [excluded], rt.settings.top_k, rt.ctx.trending)
     return {
         "user_id": user_id,
@@ -41,12 +43,25 @@ def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
         "session_start": st.session_start,
         "events_seen": st.events_seen,
         "model_version": engine.version,
+        "variant": variant,
         "vector": vector.tolist(),
         "items": [
             {"item_id": i, "score": round(s, 5)}
             for i, s in zip(engine.vocab.lookup(items), scores, strict=True)
         ],
     }
+
+
+def check_token(rt: Runtime, request: Request, action: str) -> str | None:
+    """None when the request may change state; else why not (logged to the audit log)."""
+    token = rt.settings.api_token
+    if token is None:
+        return None
+    given = request.headers.get("Authorization", "")
+    if hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+        return None
+    audit.warning("%s refused: bad or missing bearer token", action)
+    return "bearer token required"
 
 
 def register(rt: Runtime) -> None:
@@ -76,6 +91,25 @@ def register(rt: Runtime) -> None:
             items = rt.ctx.trending.top(rt.settings.top_k)
             return self.json({"items": [{"item_id": i, "count": c} for i, c in items]})
 
+    @app.page("/experiments")
+    class Experiments(View):
+        async def get(self, request: Request) -> Response:
+            versions = {v: e.version for v, e in rt.ctx.engines().items()}
+            return self.json(summary(rt.metrics.counts, versions, rt.ctx.split, EXPERIMENT_K))
+
+    @app.page("/experiments/promote/{variant}")
+    class Promote(View):
+        async def post(self, request: Request, variant: str) -> Response:
+            refused = check_token(rt, request, f"POST /experiments/promote/{variant}")
+            if refused is not None:
+                return self.error(401, refused)
+            try:
+                await rt.promote(variant)
+            except ValueError as exc:
+                return self.error(400, str(exc))
+            audit.warning("POST /experiments/promote/%s: split_b=%.2f", variant, rt.ctx.split)
+            return self.json({"promoted": variant, "split_b": rt.ctx.split})
+
     @app.page("/users/{user_id}/recommendations")
     class Recommendations(View):
         @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
@@ -83,7 +117,7 @@ def register(rt: Runtime) -> None:
             view = user_view(rt, user_id)
             if view is None:
                 return self.error(404, f"unknown user {user_id!r}")
-            keys = ("user_id", "ts", "model_version", "items")
+            keys = ("user_id", "ts", "model_version", "variant", "items")
             return self.json({k: view[k] for k in keys})
 
     @app.page("/users/{user_id}/representation")
@@ -93,20 +127,16 @@ def register(rt: Runtime) -> None:
             view = user_view(rt, user_id)
             if view is None:
                 return self.error(404, f"unknown user {user_id!r}")
-            keys = ("user_id", "ts", "session_id", "vector", "model_version", "events_seen")
+            keys = ("user_id", "ts", "session_id", "vector", "model_version", "variant", "events_seen")
             return self.json({k: view[k] for k in keys})
 
     @app.page("/users/{user_id}")
     class User(View):
         @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def delete(self, request: Request, user_id: str) -> Response:
-            token = rt.settings.api_token
-            if token is not None:
-                given = request.headers.get("Authorization", "")
-                expected = f"Bearer {token.get_secret_value()}"
-                if not hmac.compare_digest(given.encode(), expected.encode()):
-                    audit.warning("DELETE /users/%s refused: bad or missing bearer token", user_id)
-                    return self.error(401, "bearer token required")
+            refused = check_token(rt, request, f"DELETE /users/{user_id}")
+            if refused is not None:
+                return self.error(401, refused)
             partition = partition_for(user_id.encode("utf-8"), rt.settings.partitions)
             existed = await rt.delete_user(user_id, partition)
             audit.warning("DELETE /users/%s: erased=%s partition=%d", user_id, existed, partition)

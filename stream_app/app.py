@@ -93,7 +93,7 @@ class Runtime:
     metrics: StreamMetrics
     sender: BatchSender
     changelog_topic: str
-    reload_mtime: float = 0.0
+    reload_mtimes: dict[str, float] = field(default_factory=dict)
     # Serializes batches, deletions and evictions, so a tombstone never races a state write.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started_at: float = field(default_factory=time.time)
@@ -137,6 +137,16 @@ class Runtime:
                 self.sender.send_one(self.changelog_topic, partition, WATERMARK_KEY, orjson.dumps(mark))
             )
         await asyncio.gather(*fences)
+
+    async def promote(self, variant: str) -> None:
+        """Serve one variant to every user, without a restart: "B" moves everyone to the
+        treatment, "A" stops it. Users who keep their model keep their state; the others are
+        adopted by the new model from their stored history window (see ModelEngine.adopt)."""
+        if variant == "B" and self.ctx.treatment is None:
+            raise ValueError("no treatment model (ab_checkpoint) is being served")
+        async with self.lock:
+            self.ctx.split = 1.0 if variant == "B" else 0.0
+        log.warning("experiment: variant %s promoted to every user", variant)
 
     async def delete_user(self, user_id: str, partition: int) -> bool:
         """Erase a user: removal from memory and a tombstone in the changelog (so recovery
@@ -198,7 +208,7 @@ def faust_credentials(settings: Settings) -> Any:
     )
 
 
-def build_app(settings: Settings, engine: ModelEngine) -> Runtime:
+def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | None = None) -> Runtime:
     """Create the Faust app with its topics, table, agents, timers and web views."""
     from stream_app import agents, api
 
@@ -245,9 +255,13 @@ def build_app(settings: Settings, engine: ModelEngine) -> Runtime:
         late_grace_ms=settings.late_grace_ms,
         recent_ids=settings.recent_ids,
         trending=TrendingWindow(settings.trending_window_s * 1000),
+        treatment=treatment,
+        split=settings.ab_split if treatment is not None else 0.0,
     )
+    if treatment is not None:
+        engine.share_vocabularies(treatment)
     metrics = StreamMetrics(settings.online_window)
-    metrics.set_model(engine.version)
+    metrics.set_models({v: e.version for v, e in ctx.engines().items()})
     rt = Runtime(
         settings=settings,
         app=app,

@@ -2,7 +2,8 @@
 
 Validate every record (bad ones become DLQ messages), re-route records not keyed by user,
 drop redelivered/re-sent/late events, evaluate the previous feed (test-then-train), run ONE
-batched model step for all users, score, and build the output messages and state writes.
+batched model step for all users of each served model (variant), score, and build the output
+messages and state writes.
 Faust is only the runtime around it (see `agents.py`), so benchmarks and other runtimes can
 call `process_batch` directly.
 """
@@ -14,12 +15,11 @@ import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
-import numpy as np
-import orjson
-
 from model.events import TYPE_INDEX, Event, EventType, Invalid, Reason, parse_event
 from stream_app.engine import ModelEngine
-from stream_app.records import BatchResult, InputRecord, OutMessage
+from stream_app.experiment import Variant, variant_of
+from stream_app.outputs import dlq_message, excluded_items, user_messages
+from stream_app.records import BatchResult, BatchStats, InputRecord, OutMessage
 from stream_app.settings import ExcludePolicy
 from stream_app.state import UserState, decode_state, encode_state, user_key
 from stream_app.trending import TrendingWindow
@@ -28,11 +28,20 @@ MAX_EXCLUDED = 8  # carted/purchased items remembered per user for the feed poli
 EMPTY_VALUE = Invalid(Reason.NOT_JSON, "empty record value (tombstone)")
 
 
+@dataclass(slots=True)
+class Feed:
+    """The last feed sent to a user: which model made it, its items, and the event time."""
+
+    tag: int
+    items: list[int]
+    ts: int
+
+
 @dataclass
 class StreamContext:
     """Everything `process_batch` reads or updates besides the records themselves."""
 
-    engine: ModelEngine
+    engine: ModelEngine  # variant A, the control (and the only one without an experiment)
     store: MutableMapping[bytes, bytes]  # user_key -> encoded UserState (the Faust table's data)
     input_topic: str
     repartition_topic: str
@@ -44,30 +53,22 @@ class StreamContext:
     late_grace_ms: int = 60_000
     recent_ids: int = 8
     trending: TrendingWindow = field(default_factory=TrendingWindow)
+    treatment: ModelEngine | None = None  # variant B of an online A/B test
+    split: float = 0.0  # share of users (by stable hash) served by the treatment
     # The last feed sent to each user, for test-then-train evaluation; memory only (a restart
     # just skips the first prediction of each user).
-    feeds: dict[str, list[int]] = field(default_factory=dict)
+    feeds: dict[str, Feed] = field(default_factory=dict)
     stream_time: int = 0  # the largest event time applied so far (the clock of TTL eviction)
 
+    def engine_for(self, user_id: str) -> tuple[Variant, ModelEngine]:
+        """The variant serving a user and its model."""
+        if self.treatment is not None and variant_of(user_id, self.split) == "B":
+            return "B", self.treatment
+        return "A", self.engine
 
-def dlq_message(ctx: StreamContext, rec: InputRecord, bad: Invalid) -> OutMessage:
-    """The dead-letter record for an invalid input record."""
-    raw = rec.value or b""
-    try:
-        raw_text, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        raw_text, encoding = raw.hex(), "hex"
-    body = {
-        "error": bad.reason.value,
-        "detail": bad.detail,
-        "raw": raw_text,
-        "raw_encoding": encoding,
-        "topic": rec.topic,
-        "partition": rec.partition,
-        "offset": rec.offset,
-        "ts": int(time.time() * 1000),
-    }
-    return OutMessage(ctx.dlq_topic, rec.key or b"", orjson.dumps(body), None)
+    def engines(self) -> dict[str, ModelEngine]:
+        """Served models by variant."""
+        return {"A": self.engine} if self.treatment is None else {"A": self.engine, "B": self.treatment}
 
 
 def _event_hash(event_id: str) -> int:
@@ -94,9 +95,9 @@ def _admit(ctx: StreamContext, st: UserState, rec: InputRecord, ev: Event) -> st
     return None
 
 
-def _apply_bookkeeping(ctx: StreamContext, st: UserState, ev: Event, gap_ms: int) -> None:
+def _apply_bookkeeping(engine: ModelEngine, st: UserState, ev: Event) -> None:
     """Session window, counters and feed-policy sets (the model part is stepped in batch)."""
-    new_session = st.last_ts < 0 or ev.ts - st.last_ts > gap_ms
+    new_session = st.last_ts < 0 or ev.ts - st.last_ts > engine.config.session_gap_ms
     if ev.session_id is not None and ev.session_id != st.session_id:
         new_session = True
     if new_session:
@@ -107,7 +108,7 @@ def _apply_bookkeeping(ctx: StreamContext, st: UserState, ev: Event, gap_ms: int
     st.events_seen += 1
     st.last_ts = ev.ts
     st.last_seen_ms = int(time.time() * 1000)
-    idx = ctx.engine.vocab.index(ev.item_id)
+    idx = engine.vocab.index(ev.item_id)
     if idx is not None:
         if ev.type is EventType.ADD_TO_CART:
             st.carted = [*(i for i in st.carted if i != idx), idx][-MAX_EXCLUDED:]
@@ -115,28 +116,21 @@ def _apply_bookkeeping(ctx: StreamContext, st: UserState, ev: Event, gap_ms: int
             st.purchased = [*(i for i in st.purchased if i != idx), idx][-MAX_EXCLUDED:]
 
 
-def _online_rank(ctx: StreamContext, ev: Event) -> int | bool | None:
-    """Rank of the event's item in the user's previous feed; None = miss; False = not evaluable."""
+def _test_then_train(
+    ctx: StreamContext, ev: Event, variant: str, engine: ModelEngine, stats: BatchStats
+) -> None:
+    """Before applying an event, score the user's previous feed against its item."""
     feed = ctx.feeds.get(ev.user_id)
-    idx = ctx.engine.vocab.index(ev.item_id)
-    if feed is None or ev.item_id is None or idx is None:
-        return False
-    try:
-        return feed.index(idx) + 1
-    except ValueError:
-        return None
-
-
-def excluded_items(ctx: StreamContext, st: UserState) -> set[int]:
-    """Catalog items the feed policy (`exclude` setting) leaves out of this user's feed."""
-    out: set[int] = set()
-    if "purchased" in ctx.exclude:
-        out.update(st.purchased)
-    if "carted" in ctx.exclude:
-        out.update(st.carted)
-    if "recent" in ctx.exclude:
-        out.update(int(i) for i in st.history if i >= 0)
-    return out
+    if feed is None or feed.tag != engine.tag:
+        return
+    idx = engine.vocab.index(ev.item_id)
+    if idx is None:  # search, or an item the model cannot rank
+        return
+    rank = feed.items.index(idx) + 1 if idx in feed.items else None
+    stats.ranks.append((variant, rank))
+    stats.feed_ages.append((variant, max(0, ev.ts - feed.ts) / 1000.0))
+    if ev.type is EventType.PURCHASE:
+        stats.purchases.append((variant, rank is not None))
 
 
 def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult:
@@ -146,18 +140,17 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
     stats.records = len(records)
     states: dict[str, UserState] = {}
     partitions: dict[str, int] = {}
+    served: dict[str, tuple[Variant, ModelEngine]] = {}
     pending: dict[str, list[Event]] = {}
     received: dict[str, float] = {}
     base_ts: dict[str, int] = {}  # each user's last event time before this batch, for the model
-    engine = ctx.engine
-    gap_ms = engine.config.session_gap_ms
     for rec in records:
         wm_key = (rec.topic, rec.partition)
         result.watermarks[wm_key] = max(result.watermarks.get(wm_key, -1), rec.offset)
         parsed = parse_event(rec.value) if rec.value is not None else EMPTY_VALUE
         if isinstance(parsed, Invalid):
             stats.invalid_by_reason[parsed.reason.value] += 1
-            result.messages.append(dlq_message(ctx, rec, parsed))
+            result.messages.append(dlq_message(ctx.dlq_topic, rec, parsed))
             continue
         ev = parsed
         if rec.topic == ctx.input_topic and rec.key != ev.user_id.encode("utf-8"):
@@ -168,8 +161,9 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
             continue
         st = states.get(ev.user_id)
         if st is None:
+            served[ev.user_id] = ctx.engine_for(ev.user_id)
             raw = ctx.store.get(user_key(ev.user_id))
-            st = decode_state(raw) if raw is not None else engine.fresh_state()
+            st = decode_state(raw) if raw is not None else served[ev.user_id][1].fresh_state()
             states[ev.user_id] = st
             partitions[ev.user_id] = rec.partition
             base_ts[ev.user_id] = st.last_ts
@@ -180,74 +174,55 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
             else:
                 stats.duplicates += 1
             continue
-        rank = _online_rank(ctx, ev)
-        if rank is not False:
-            stats.ranks.append(rank if isinstance(rank, int) else None)
-        _apply_bookkeeping(ctx, st, ev, gap_ms)
+        variant, engine = served[ev.user_id]
+        _test_then_train(ctx, ev, variant, engine, stats)
+        _apply_bookkeeping(engine, st, ev)
         pending.setdefault(ev.user_id, []).append(ev)
         received[ev.user_id] = rec.received
         stats.events_by_type[ev.type.value] += 1
         ctx.stream_time = max(ctx.stream_time, ev.ts)
     ctx.trending.add(e for evs in pending.values() for e in evs)
-    users = list(pending)
-    if users:
-        t0 = time.perf_counter()
-        stats.steps = engine.step_users(
-            [states[u] for u in users], [pending[u] for u in users], [base_ts[u] for u in users]
-        )
-        t1 = time.perf_counter()
-        feeds = engine.recommend(
-            [states[u] for u in users],
-            [excluded_items(ctx, states[u]) for u in users],
-            ctx.top_k,
-            ctx.trending,
-        )
-        stats.score_seconds = time.perf_counter() - t1
-        stats.step_seconds = t1 - t0
-        for user, (items, scores, vector) in zip(users, feeds, strict=True):
-            _emit(ctx, result, user, states[user], pending[user][-1], items, scores, vector)
-            stats.received.append(received[user])
+    by_variant: dict[Variant, list[str]] = {}
+    for user in pending:
+        by_variant.setdefault(served[user][0], []).append(user)
+    for variant, users in sorted(by_variant.items()):
+        _step_and_emit(ctx, result, variant, users, states, pending, base_ts)
+        stats.received.extend(received[u] for u in users)
     stats.users = len(states)
-    stats.recommendations = len(users)
     for user, st in states.items():
-        result.state_writes.setdefault(partitions[user], {})[user_key(user)] = encode_state(st)
-        ctx.store[user_key(user)] = result.state_writes[partitions[user]][user_key(user)]
+        value = encode_state(st)
+        result.state_writes.setdefault(partitions[user], {})[user_key(user)] = value
+        ctx.store[user_key(user)] = value
     return result
 
 
-def _emit(
+def _step_and_emit(
     ctx: StreamContext,
     result: BatchResult,
-    user: str,
-    st: UserState,
-    last: Event,
-    items: list[int],
-    scores: list[float],
-    vector: np.ndarray,
+    variant: Variant,
+    users: list[str],
+    states: dict[str, UserState],
+    pending: dict[str, list[Event]],
+    base_ts: dict[str, int],
 ) -> None:
-    """Append the representation and recommendation messages of one user."""
-    engine = ctx.engine
-    ctx.feeds[user] = items
-    key = user.encode("utf-8")
-    rep = {
-        "user_id": user,
-        "ts": last.ts,
-        "session_id": st.session_id,
-        "vector": vector,
-        "model_version": engine.version,
-        "events_seen": st.events_seen,
-    }
-    recs = {
-        "user_id": user,
-        "ts": last.ts,
-        "event_id": last.event_id,
-        "model_version": engine.version,
-        "items": [
-            {"item_id": item_id, "score": round(score, 5)}
-            for item_id, score in zip(engine.vocab.lookup(items), scores, strict=True)
-        ],
-    }
-    result.messages.append(
-        OutMessage(ctx.representations_topic, key, orjson.dumps(rep, option=orjson.OPT_SERIALIZE_NUMPY))
-    )
-    result.messages.append(OutMessage(ctx.recommendations_topic, key, orjson.dumps(recs)))
+    """One batched step and one scoring pass for the users of one variant, then their outputs."""
+    engine = ctx.engine if variant == "A" or ctx.treatment is None else ctx.treatment
+    stats = result.stats
+    user_states = [states[u] for u in users]
+    t0 = time.perf_counter()
+    stats.steps += engine.step_users(user_states, [pending[u] for u in users], [base_ts[u] for u in users])
+    t1 = time.perf_counter()
+    excluded = [excluded_items(ctx.exclude, st) for st in user_states]
+    feeds = engine.recommend(user_states, excluded, ctx.top_k, ctx.trending)
+    stats.step_seconds += t1 - t0
+    stats.score_seconds += time.perf_counter() - t1
+    topics = (ctx.representations_topic, ctx.recommendations_topic)
+    for user, (items, scores, vector) in zip(users, feeds, strict=True):
+        last = pending[user][-1]
+        ctx.feeds[user] = Feed(engine.tag, items, last.ts)
+        item_ids = engine.vocab.lookup(items)
+        result.messages.extend(
+            user_messages(topics, states[user], last, engine.version, variant, item_ids, scores, vector)
+        )
+    stats.recommendations += len(users)
+    stats.recommendations_by_variant[variant] += len(users)

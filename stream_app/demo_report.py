@@ -74,8 +74,8 @@ def print_summary(r: DemoReport) -> None:
     echo(f"  throughput {rate:,.0f} events/s over {r.seconds:.1f}s (first produce to last apply)")
     echo(f"  consume-to-emit latency p50 {histogram_quantile(m, LATENCY, 0.5) * 1e3:.1f} ms, "
          f"p99 {histogram_quantile(m, LATENCY, 0.99) * 1e3:.1f} ms")  # fmt: skip
-    online_r = m.get('behavior_stream_online_recall{k="20"}', float("nan"))
-    online_m = m.get('behavior_stream_online_mrr{k="20"}', float("nan"))
+    online_r = m.get('behavior_stream_online_recall{k="20",variant="A"}', float("nan"))
+    online_m = m.get('behavior_stream_online_mrr{k="20",variant="A"}', float("nan"))
     echo("  next-item quality @20     Recall   MRR")
     echo(f"    online (test-then-train) {online_r:.4f}  {online_m:.4f}")
     off_r, off_m = r.offline.get("recall@20", float("nan")), r.offline.get("mrr@20", float("nan"))

@@ -113,8 +113,23 @@ class ModelEngine:
                     replay.append(make_event(st.session_id or "u", EVENT_TYPES[t], st.last_ts, item))
         st.model_tag, st.hidden = self.tag, fresh.hidden
         st.history, st.history_types = fresh.history, fresh.history_types
+        st.carted = self._translate(st.carted, old_vocab)
+        st.purchased = self._translate(st.purchased, old_vocab)
         if replay:
             self.step_users([st], [replay], [-1])
+
+    def _translate(self, indices: list[int], old_vocab: ItemVocab | None) -> list[int]:
+        """Catalog indices of another vocabulary mapped to this one (unknown ones dropped)."""
+        if old_vocab is None:
+            return []
+        out = [self.vocab.index(old_vocab.items[i]) for i in indices if 0 <= i < old_vocab.n_items]
+        return [i for i in out if i is not None]
+
+    def share_vocabularies(self, other: ModelEngine) -> None:
+        """Let two engines served side by side (A/B) adopt each other's user states."""
+        merged = {**self._vocabs, **other._vocabs}
+        self._vocabs.update(merged)
+        other._vocabs.update(merged)
 
     @torch.inference_mode()
     def step_users(

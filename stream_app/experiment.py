@@ -62,7 +62,9 @@ class VariantCounts:
                 self.reciprocal[k] += 1.0 / rank
 
 
-def summary(counts: dict[str, VariantCounts], versions: dict[str, str], split: float, k: int) -> dict[str, Any]:
+def summary(
+    counts: dict[str, VariantCounts], versions: dict[str, str], split: float, k: int
+) -> dict[str, Any]:
     """The /experiments document: per-variant figures and the B - A test on Recall@k."""
     out: dict[str, Any] = {"split_b": split, "k": k, "variants": {}}
     for name, c in counts.items():
@@ -74,7 +76,9 @@ def summary(counts: dict[str, VariantCounts], versions: dict[str, str], split: f
             f"mrr@{k}": c.reciprocal[k] / n if n else None,
             "recommendations": c.recommendations,
             "purchases": c.purchases,
-            "purchase_after_recommendation_rate": c.purchases_recommended / c.purchases if c.purchases else None,
+            "purchase_after_recommendation_rate": c.purchases_recommended / c.purchases
+            if c.purchases
+            else None,
         }
     a, b = counts.get("A"), counts.get("B")
     if a is not None and b is not None:

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from model.events import EVENT_TYPES, Reason
 from model.metrics import SlidingRankMetrics
+from stream_app.experiment import VariantCounts
 from stream_app.records import BatchStats
 
 ONLINE_KS = (5, 10, 20)
@@ -62,17 +63,40 @@ class StreamMetrics:
             "behavior_stream_recommendations", "Recommendation messages emitted", registry=r
         )
         self.users = Gauge("behavior_stream_users", "Users in this worker's state", registry=r)
+        v = ["variant"]
         self.online_recall = Gauge(
-            "behavior_stream_online_recall", "Sliding test-then-train Recall@k", ["k"], registry=r
+            "behavior_stream_online_recall", "Sliding test-then-train Recall@k", ["k", *v], registry=r
         )
         self.online_mrr = Gauge(
-            "behavior_stream_online_mrr", "Sliding test-then-train MRR@k", ["k"], registry=r
+            "behavior_stream_online_mrr", "Sliding test-then-train MRR@k", ["k", *v], registry=r
         )
         self.online_predictions = Counter(
-            "behavior_stream_online_predictions", "Events evaluated against the previous feed", registry=r
+            "behavior_stream_online_predictions", "Events evaluated against the previous feed", v, registry=r
+        )
+        self.online_hits = Counter(
+            "behavior_stream_online_hits",
+            "Evaluated events whose item was in the feed's top k",
+            ["k", *v],
+            registry=r,
+        )
+        self.purchases = Counter(
+            "behavior_stream_purchases",
+            "Evaluated purchases, by whether the feed had the item",
+            ["recommended", *v],
+            registry=r,
+        )
+        self.feed_age = Histogram(
+            "behavior_stream_feed_age_seconds",
+            "Event-time age of a user's feed when the user acts again",
+            v,
+            buckets=(1, 10, 30, 60, 300, 900, 1800, 3600, 21600, 86400, 604800),
+            registry=r,
+        )
+        self.variant_recommendations = Counter(
+            "behavior_stream_variant_recommendations", "Feeds emitted, by variant", v, registry=r
         )
         self.model_info = Gauge(
-            "behavior_stream_model_info", "Model version being served", ["version"], registry=r
+            "behavior_stream_model_info", "Model version being served", ["version", *v], registry=r
         )
         self.model_reloads = Counter("behavior_stream_model_reloads", "Hot model reloads", registry=r)
         self.lag = Gauge(
@@ -82,7 +106,9 @@ class StreamMetrics:
             registry=r,
         )
         self.evicted = Counter("behavior_stream_evicted_users", "Users evicted by TTL or DELETE", registry=r)
-        self.online = SlidingRankMetrics(online_window, ONLINE_KS)
+        self.online_window = online_window
+        self.online: dict[str, SlidingRankMetrics] = {}
+        self.counts: dict[str, VariantCounts] = {}
         # Pre-create labelled series so dashboards see zeros instead of gaps.
         for t in EVENT_TYPES:
             self.events.labels(t.value)
@@ -107,23 +133,46 @@ class StreamMetrics:
         for received in stats.received:
             self.latency.observe(max(0.0, now - received))
         self.add_ranks(stats.ranks)
+        for variant, age in stats.feed_ages:
+            self.feed_age.labels(variant).observe(age)
+        for variant, recommended in stats.purchases:
+            self.purchases.labels(str(recommended).lower(), variant).inc()
+            counts = self.variant(variant)
+            counts.purchases += 1
+            counts.purchases_recommended += int(recommended)
+        for variant, n in stats.recommendations_by_variant.items():
+            self.variant_recommendations.labels(variant).inc(n)
+            self.variant(variant).recommendations += n
 
-    def add_ranks(self, ranks: Iterable[int | None]) -> None:
-        """Online evaluation: ranks of applied items in the user's previous feed (None = miss)."""
-        n = 0
-        for rank in ranks:
-            self.online.add(rank)
-            n += 1
-        if n:
-            self.online_predictions.inc(n)
+    def variant(self, name: str) -> VariantCounts:
+        """Cumulative counts of a variant (created on first use)."""
+        if name not in self.counts:
+            self.counts[name] = VariantCounts()
+            self.online[name] = SlidingRankMetrics(self.online_window, ONLINE_KS)
+        return self.counts[name]
+
+    def add_ranks(self, ranks: Iterable[tuple[str, int | None]]) -> None:
+        """Online evaluation: (variant, rank of the applied item in the previous feed or None)."""
+        touched = set()
+        for variant, rank in ranks:
+            self.variant(variant).add_rank(rank, ONLINE_KS)
+            self.online[variant].add(rank)
+            self.online_predictions.labels(variant).inc()
             for k in ONLINE_KS:
-                self.online_recall.labels(str(k)).set(self.online.recall(k))
-                self.online_mrr.labels(str(k)).set(self.online.mrr(k))
+                if rank is not None and rank <= k:
+                    self.online_hits.labels(str(k), variant).inc()
+            touched.add(variant)
+        for variant in touched:
+            window = self.online[variant]
+            for k in ONLINE_KS:
+                self.online_recall.labels(str(k), variant).set(window.recall(k))
+                self.online_mrr.labels(str(k), variant).set(window.mrr(k))
 
-    def set_model(self, version: str) -> None:
-        """Expose the served model version (one series at 1, older ones removed)."""
+    def set_models(self, versions: dict[str, str]) -> None:
+        """Expose the served model version of each variant (older series removed)."""
         self.model_info.clear()
-        self.model_info.labels(version).set(1)
+        for variant, version in versions.items():
+            self.model_info.labels(version, variant).set(1)
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -41,7 +41,12 @@ class BatchStats:
     users: int = 0
     steps: int = 0
     recommendations: int = 0
-    ranks: list[int | None] = field(default_factory=list)  # online eval: rank in previous feed, None = miss
+    # Online evaluation, per variant: rank of each applied item in the user's previous feed
+    # (None = not in it), the feed's event-time age then, and whether purchases were recommended.
+    ranks: list[tuple[str, int | None]] = field(default_factory=list)
+    feed_ages: list[tuple[str, float]] = field(default_factory=list)
+    purchases: list[tuple[str, bool]] = field(default_factory=list)
+    recommendations_by_variant: Counter[str] = field(default_factory=Counter)
     step_seconds: float = 0.0
     score_seconds: float = 0.0
     received: list[float] = field(default_factory=list)  # receive times of records that produced output

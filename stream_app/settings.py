@@ -45,12 +45,18 @@ class Settings(BaseSettings):
 
     # Model and processing
     checkpoint: Path | None = Field(None, description="Model checkpoint; watched for hot reload")
+    ab_checkpoint: Path | None = Field(None, description="Treatment model (variant B) of an online A/B test")
+    ab_split: float = Field(
+        0.5, ge=0.0, le=1.0, description="Share of users (stable hash) served by variant B"
+    )
     reload_poll_s: float = Field(2.0, gt=0, description="How often the checkpoint file is checked")
     max_batch: int = Field(1000, ge=1, description="Micro-batch size (stream.take)")
     batch_ms: int = Field(50, ge=1, description="Micro-batch wait before processing a partial batch")
     top_k: int = Field(20, ge=1, le=200, description="Recommendations per message")
     exclude: tuple[ExcludePolicy, ...] = Field(("purchased",), description="Items left out of feeds")
-    ann_threshold: int = Field(50_000, ge=0, description="Catalog size above which scoring uses HNSW; 0: never")
+    ann_threshold: int = Field(
+        50_000, ge=0, description="Catalog size above which scoring uses HNSW; 0: never"
+    )
     late_grace_ms: int = Field(60_000, ge=0, description="Events older than last ts minus this are dropped")
     recent_ids: int = Field(8, ge=1, le=64, description="Recent event ids kept per user for dedup")
     trending_window_s: int = Field(3600, gt=0, description="Event-time window of the trending table")

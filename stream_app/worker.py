@@ -35,6 +35,10 @@ def run_worker(settings: Settings) -> None:
         raise SystemExit("a model checkpoint is required (--checkpoint or BEHAVIOR_STREAM_CHECKPOINT)")
     asyncio.run(ensure_topics(settings))
     engine = ModelEngine.from_checkpoint(settings.checkpoint, settings.ann_threshold)
+    treatment = None
+    if settings.ab_checkpoint is not None:
+        treatment = ModelEngine.from_checkpoint(settings.ab_checkpoint, settings.ann_threshold, engine)
+        log.warning("A/B: variant B %s for %.0f%% of users", treatment.version, 100 * settings.ab_split)
     log.warning(
         "worker %s: model %s, %d items (%s scoring), web on %s:%d",
         settings.app_id,
@@ -44,7 +48,7 @@ def run_worker(settings: Settings) -> None:
         settings.web_host,
         settings.web_port,
     )
-    rt = build_app(settings, engine)
+    rt = build_app(settings, engine, treatment)
     worker = Worker(rt.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     quiet_logging(settings.log_level)
     worker.execute_from_commandline()

@@ -156,6 +156,6 @@ def test_online_evaluation_ranks_previous_feed(engine: ModelEngine, taobao_event
     ctx = make_ctx(engine)
     events = taobao_events[:2000]
     results = run_batches(ctx, records_of(events), seed=3)
-    ranks = [r for res in results for r in res.stats.ranks]
+    ranks = [r for res in results for _, r in res.stats.ranks]
     assert ranks, "users with a previous feed must be evaluated"
     assert all(r is None or 1 <= r <= ctx.top_k for r in ranks)

@@ -139,7 +139,10 @@ def test_taobao_replay_end_to_end(
         shutil.copy(f"{staged}.sha256", f"{checkpoint}.sha256")
         shutil.copy(staged, checkpoint)
         wait_until(
-            lambda: worker.metrics().get(f'behavior_stream_model_info{{version="{new_version}"}}') == 1.0,
+            lambda: (
+                worker.metrics().get(f'behavior_stream_model_info{{variant="A",version="{new_version}"}}')
+                == 1.0
+            ),
             60,
             "model was not reloaded",
         )
