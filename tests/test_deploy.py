@@ -151,8 +151,8 @@ def test_worker_port_is_scraped(compose: dict[str, Any], settings_from: Any) -> 
 def exposed_series() -> dict[str, set[str]]:
     """Series name -> label names, from the text exposition of a worker with every label set touched."""
     metrics = StreamMetrics()
-    metrics.set_model("v1")
-    metrics.add_ranks([1, None])
+    metrics.set_models({"A": "v1", "B": "v2"})
+    metrics.add_ranks([("A", 1), ("B", None)])
     metrics.lag.labels("behavior-events", "0").set(0)
     series: dict[str, set[str]] = {}
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
