@@ -56,6 +56,7 @@ BASE_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
 LINES: tuple[str, ...] = ("kids", "pro", "travel", "eco", "vintage", "mini")
 MAX_CATEGORIES = len(BASE_CATEGORIES) * (1 + len(LINES))
 # Colors come in styles; a shopper tends to stick to one style through a session.
+STYLE_NAMES: tuple[str, ...] = ("warm", "cool", "neutral")
 STYLES: tuple[tuple[str, ...], ...] = (
     ("red", "orange", "pink", "purple"),
     ("blue", "navy", "teal", "green"),
@@ -67,8 +68,8 @@ LOW_PRICE_WORDS: tuple[str, ...] = ("cheap", "budget")
 HIGH_PRICE_WORDS: tuple[str, ...] = ("premium", "luxury")
 # Zipf-Mandelbrot popularity, weight (rank + OFFSET) ** -EXPONENT: the offset flattens the very head
 # so a handful of items does not dominate, while the tail still falls off as a power law.
-POPULARITY_EXPONENT = 1.1
-POPULARITY_OFFSET = 10.0
+POPULARITY_EXPONENT = 2.0
+POPULARITY_OFFSET = 150.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class Catalog:
                 "category": self.categories[int(self.category_of[i])].name,
                 "name": self.names[i],
                 "price": round(float(self.price[i]), 2),
-                "style": int(self.style[i]),
+                "style": STYLE_NAMES[int(self.style[i])],
                 "popularity": float(self.popularity[i]),
             }
             for i in range(self.n_items)
@@ -137,9 +138,9 @@ def make_categories(n: int) -> tuple[Category, ...]:
 
 def build_catalog(rng: np.random.Generator, n_items: int, n_categories: int) -> Catalog:
     """A random catalog: uneven category sizes, power-law popularity, prices spread within category."""
+    categories = make_categories(n_categories)
     if n_items < n_categories:
         raise ValueError(f"need at least one item per category: items={n_items} < categories={n_categories}")
-    categories = make_categories(n_categories)
     share = rng.lognormal(0.0, 0.6, n_categories)
     sizes = 1 + rng.multinomial(n_items - n_categories, share / share.sum())
     category_of = rng.permutation(np.repeat(np.arange(n_categories), sizes))
@@ -165,7 +166,9 @@ def build_catalog(rng: np.random.Generator, n_items: int, n_categories: int) -> 
         f"{STYLES[s][k]} {categories[c].name} #{i}"
         for i, (s, k, c) in enumerate(zip(style.tolist(), shade.tolist(), category_of.tolist(), strict=True))
     ]
-    return Catalog(categories, item_ids, names, category_of, price, style, popularity, by_price, rank_in_category)
+    return Catalog(
+        categories, item_ids, names, category_of, price, style, popularity, by_price, rank_in_category
+    )
 
 
 def listing_neighbors(

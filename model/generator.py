@@ -1,33 +1,33 @@
 """Synthetic e-commerce behavior events: the project's default data for the demo, benchmarks and tests.
 
-`generate` builds a catalog (`catalog_sim`), simulates shoppers (`session_sim`) and returns the
-events in event-time order, or writes them as JSONL (gzip for `.gz`) with a catalog sidecar file.
-The same arguments always give the same events and the same file bytes.
+`generate` builds a catalog (`catalog_sim`), simulates shoppers and their sessions (`population_sim`,
+`session_sim`) and returns the events in event-time order, or writes them as JSONL (gzip for `.gz`)
+with a catalog sidecar file. The same arguments always give the same events and the same file bytes.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import orjson
 
 from model.catalog_sim import Catalog, build_catalog, default_categories
 from model.events import EVENT_TYPES, MAX_TS_MS, MIN_TS_MS, Event, make_event
-from model.session_sim import SimEvents, simulate
+from model.population_sim import SimEvents, simulate
 
 log = logging.getLogger(__name__)
 
 # Sized so the demo's model trains in well under a minute on two cores.
 DEFAULT_USERS = 3_000
-DEFAULT_ITEMS = 5_000
+DEFAULT_ITEMS = 2_000
 DEFAULT_EVENTS = 200_000
 DEFAULT_SEED = 7
 DEFAULT_START_MS = 1_767_571_200_000  # 2026-01-05T00:00:00Z, a Monday
@@ -55,6 +55,7 @@ class GeneratedData:
     events: list[Event]
     item_categories: dict[str, str]
     item_names: dict[str, str]
+    item_prices: dict[str, float]
     stats: GenerationStats
     path: Path | None = None
     catalog_path: Path | None = None
@@ -69,7 +70,7 @@ def catalog_path_for(out: Path) -> Path:
 
 
 def read_catalog(path: Path) -> list[dict[str, object]]:
-    """The rows of a catalog sidecar: item_id, category, name, price, popularity."""
+    """The rows of a catalog sidecar: item_id, category, name, price, style, popularity."""
     rows = orjson.loads(path.read_bytes())
     if not isinstance(rows, list):
         raise ValueError(f"{path}: expected a JSON list of catalog items, got {type(rows).__name__}")
@@ -94,20 +95,25 @@ def generate(
     if users < 1 or items < 1 or events < 0:
         raise ValueError(f"need users >= 1, items >= 1, events >= 0; got {users=}, {items=}, {events=}")
     span_ms = SPAN_DAYS * 86_400_000
-    if not MIN_TS_MS <= start_ms <= MAX_TS_MS - 4 * span_ms:
-        raise ValueError(f"start_ms {start_ms} leaves no room for {SPAN_DAYS} days of events in the valid range")
+    if not MIN_TS_MS <= start_ms < MAX_TS_MS - span_ms:
+        raise ValueError(f"start_ms {start_ms} leaves no room for {SPAN_DAYS} days of valid event times")
     rng = np.random.default_rng(seed)
     catalog = build_catalog(rng, items, categories if categories is not None else default_categories(items))
     sim = simulate(rng, catalog, users, events, start_ms, span_ms)
     if len(sim.ts) and int(sim.ts.max()) >= MAX_TS_MS:
-        raise ValueError(f"events run past the valid time range; lower start_ms {start_ms} or events {events}")
+        raise ValueError(
+            f"events run past the valid time range; lower start_ms {start_ms} or events {events}"
+        )
     order = np.argsort(sim.ts, kind="stable")  # ties keep each user's own order
-    item_categories = {catalog.item_ids[i]: catalog.categories[c].name for i, c in enumerate(catalog.category_of)}
+    item_categories = {
+        catalog.item_ids[i]: catalog.categories[c].name for i, c in enumerate(catalog.category_of)
+    }
     item_names = dict(zip(catalog.item_ids, catalog.names, strict=True))
+    item_prices = dict(zip(catalog.item_ids, np.round(catalog.price, 2).tolist(), strict=True))
     stats = _stats(sim)
     if out is None:
         all_events = [e for chunk in _event_chunks(sim, catalog, order) for e in chunk]
-        return GeneratedData(all_events, item_categories, item_names, stats)
+        return GeneratedData(all_events, item_categories, item_names, item_prices, stats)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _open_out(out) as f:
         for chunk in _event_chunks(sim, catalog, order):
@@ -115,16 +121,16 @@ def generate(
     sidecar = catalog_path_for(out)
     sidecar.write_bytes(orjson.dumps(catalog.records()))
     log.info("wrote %d events to %s and %d catalog items to %s", len(order), out, catalog.n_items, sidecar)
-    return GeneratedData([], item_categories, item_names, stats, out, sidecar)
+    return GeneratedData([], item_categories, item_names, item_prices, stats, out, sidecar)
 
 
 @contextmanager
-def _open_out(out: Path) -> Iterator[BinaryIO]:
+def _open_out(out: Path) -> Iterator[io.BufferedIOBase]:
     with out.open("wb") as raw:
         if out.name.endswith(".gz"):
             # No file name and a zero mtime in the header: identical arguments give identical bytes.
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as gz:
-                yield gz  # type: ignore[misc]
+                yield gz
         else:
             yield raw
 

@@ -17,7 +17,6 @@ from model.catalog_sim import (
     listing_neighbors,
 )
 from model.events import TYPE_INDEX, EventType
-from model.timeline_sim import event_budgets, timestamps
 
 CLICK = TYPE_INDEX[EventType.CLICK]
 SEARCH = TYPE_INDEX[EventType.SEARCH]
@@ -30,7 +29,7 @@ PURCHASE = TYPE_INDEX[EventType.PURCHASE]
 class Behavior:
     """Knobs of the shopper simulation; probabilities are per event unless stated."""
 
-    session_log_mean: float = 1.6  # browse steps per session: 1 + lognormal(mean, sigma)
+    session_log_mean: float = 2.0  # browse steps per session: 1 + lognormal(mean, sigma)
     session_log_sigma: float = 0.8
     search_first: float = 0.7  # per session: it opens with a search
     cart: float = 0.07  # after a click: add that item to the cart
@@ -40,7 +39,8 @@ class Behavior:
     switch: float = 0.03  # move to another category
     refine: float = 0.05  # search the current category again
     search_on_switch: float = 0.7  # a move to another category goes through a search
-    query_extra_word: float = 0.4  # a query adds a price or generic word to its category words
+    query_color: float = 0.25  # a query names a color of the session's style
+    query_extra_word: float = 0.4  # a query adds a price or generic word
     reverse: float = 0.1  # turn around while browsing the price-sorted list
     checkout: float = 0.35  # per session with a new cart item: buy the cart
     return_cart: float = 0.25  # per session with a non-empty cart: open on a cart item
@@ -54,19 +54,7 @@ class Behavior:
     style_loyalty: float = 0.7  # per session: the shopper's own style, else any
 
 
-@dataclass(frozen=True, eq=False)
-class SimEvents:
-    """Simulated events in columns, grouped by user and in time order within a user."""
-
-    user: np.ndarray  # (n,) int64 user index
-    session: np.ndarray  # (n,) int64 session ordinal within its user
-    type_: np.ndarray  # (n,) int64 index into EVENT_TYPES
-    item: np.ndarray  # (n,) int64 item index, -1 for a search
-    query: list[str | None]  # (n,) the search text, None for other events
-    ts: np.ndarray  # (n,) int64 event time, ms
-
-
-class _Uniforms:
+class Uniforms:
     """Uniform draws handed out from blocks: a numpy call per draw would dominate the run time."""
 
     def __init__(self, rng: np.random.Generator, block: int = 16_384) -> None:
@@ -90,7 +78,7 @@ def _cumulative(weights: np.ndarray) -> list[float]:
 
 
 @dataclass(slots=True)
-class _Shopper:
+class Shopper:
     """One user's lasting state: favorite categories (drifting), price taste, cart, recent views."""
 
     favorites: list[int]
@@ -101,19 +89,26 @@ class _Shopper:
     recent: list[int]
 
 
-_Step = tuple[int, int, str | None]  # (type index, item index or -1, query)
+Step = tuple[int, int, str | None]  # (type index, item index or -1, query)
 
 
-class _Simulator:
-    """Runs shoppers one by one, appending their events to columns."""
+class SessionSimulator:
+    """Draws shoppers and their sessions over one catalog."""
 
     def __init__(self, rng: np.random.Generator, catalog: Catalog, behavior: Behavior) -> None:
-        self.rng, self.u, self.catalog, self.b = rng, _Uniforms(rng), catalog, behavior
-        self.cand, self.weight = listing_neighbors(
+        self.rng, self.u, self.catalog, self.b = rng, Uniforms(rng), catalog, behavior
+        self.cand, weight = listing_neighbors(
             catalog, behavior.window, behavior.window_decay, behavior.walk_popularity_power
         )
-        self.cand_style = catalog.style[self.cand]  # (n_items, 2, window)
-        self.reach = self.weight.sum(axis=2)  # (n_items, 2) 0 where a listing ends
+        # Cumulative move probabilities per item, direction and session style, computed up front: a
+        # per-move numpy computation would dominate the run time.
+        styles = np.arange(len(STYLES))[None, None, :, None]
+        boosted = weight[:, :, None, :] * np.where(
+            catalog.style[self.cand][:, :, None, :] == styles, behavior.style_boost, 1.0
+        )  # (n_items, 2, n_styles, window)
+        cum = np.cumsum(boosted, axis=3)
+        self.move_cum = (cum / np.maximum(cum[..., -1:], 1e-300)).astype(np.float32)
+        self.reach: list[list[int]] = (weight > 0).sum(axis=2).tolist()  # (n_items, 2) moves in reach
         self.category_of: list[int] = catalog.category_of.tolist()
         self.category_p = catalog.category_weights()
         self.category_cum = _cumulative(self.category_p)
@@ -122,34 +117,17 @@ class _Simulator:
         self.member_pop = [catalog.popularity[m] for m in catalog.by_price]
         self.member_cum = [_cumulative(p) for p in self.member_pop]
         self.member_style = [catalog.style[m] for m in catalog.by_price]
-        self.users: list[int] = []
-        self.sessions: list[int] = []
-        self.types: list[int] = []
-        self.items: list[int] = []
-        self.queries: list[str | None] = []
 
-    def user(self, index: int, budget: int) -> None:
-        """Simulate sessions of one user until exactly `budget` events were emitted."""
+    def new_shopper(self) -> Shopper:
+        """A shopper with 2-5 favorite categories (popular ones likelier), a price taste and a style."""
         rng, n_categories = self.rng, len(self.catalog.categories)
         k = min(n_categories, int(rng.integers(2, 6)))
         favorites = rng.choice(n_categories, size=k, replace=False, p=self.category_p).tolist()
         weights = rng.dirichlet(np.ones(k)).tolist()
         style = int(rng.integers(0, len(STYLES)))
-        shopper = _Shopper(favorites, weights, float(rng.beta(2.0, 2.0)), style, [], [])
-        left, ordinal = budget, 0
-        while left > 0:
-            self._drift(shopper)
-            steps = self._session(shopper)[:left]
-            self.users.extend([index] * len(steps))
-            self.sessions.extend([ordinal] * len(steps))
-            for kind, item, query in steps:
-                self.types.append(kind)
-                self.items.append(item)
-                self.queries.append(query)
-            left -= len(steps)
-            ordinal += 1
+        return Shopper(favorites, weights, float(rng.beta(2.0, 2.0)), style, [], [])
 
-    def _drift(self, s: _Shopper) -> None:
+    def _drift(self, s: Shopper) -> None:
         if self.u() < self.b.drift:
             new = self._any_category()
             if new not in s.favorites:
@@ -160,7 +138,7 @@ class _Simulator:
     def _any_category(self) -> int:
         return min(bisect_right(self.category_cum, self.u()), len(self.category_cum) - 1)
 
-    def _intent(self, s: _Shopper) -> int:
+    def _intent(self, s: Shopper) -> int:
         if self.u() < self.b.explore:
             return self._any_category()
         r, acc = self.u(), 0.0
@@ -170,24 +148,27 @@ class _Simulator:
                 return category
         return s.favorites[-1]
 
-    def _query(self, category: int, s: _Shopper) -> str:
+    def _query(self, category: int, s: Shopper, style: int) -> str:
+        """1-3 words of the category, maybe a color of the session's style and a price or generic word."""
         pool = list(self.catalog.categories[category].words)
         r = self.u()
         k = min(len(pool), 1 if r < 0.45 else 2 if r < 0.85 else 3)
         words = [pool.pop(int(self.u() * len(pool))) for _ in range(k)]
+        if self.u() < self.b.query_color:
+            colors = STYLES[style]
+            words.insert(0, colors[int(self.u() * len(colors))])
         if self.u() < self.b.query_extra_word:
-            extra = (
-                LOW_PRICE_WORDS if s.price_taste < 0.3 else HIGH_PRICE_WORDS if s.price_taste > 0.7 else GENERIC_WORDS
-            )
+            taste = s.price_taste
+            extra = LOW_PRICE_WORDS if taste < 0.3 else HIGH_PRICE_WORDS if taste > 0.7 else GENERIC_WORDS
             words.insert(0 if self.u() < 0.5 else len(words), extra[int(self.u() * len(extra))])
         return " ".join(words)
 
-    def _open(self, category: int, s: _Shopper, style: int, search: bool, out: list[_Step]) -> int:
+    def _open(self, category: int, s: Shopper, style: int, search: bool, out: list[Step]) -> int:
         """Land on a category: via a search (results near the shopper's price taste, popular first)
         or via its bestseller list. Returns the clicked item."""
         members = self.members[category]
         if search:
-            out.append((SEARCH, -1, self._query(category, s)))
+            out.append((SEARCH, -1, self._query(category, s, style)))
             m = len(members)
             center = round(min(max(s.price_taste + 0.12 * self.rng.standard_normal(), 0.0), 1.0) * (m - 1))
             lo, hi = max(0, center - 10), min(m, center + 11)
@@ -205,18 +186,20 @@ class _Simulator:
         if self.u() < self.b.reverse:
             direction = -direction
         di = 0 if direction > 0 else 1
-        if self.reach[anchor, di] == 0.0:  # at the end of the listing: turn around
+        if self.reach[anchor][di] == 0:  # at the end of the listing: turn around
             direction, di = -direction, 1 - di
-        if self.reach[anchor, di] == 0.0:  # a one-item category
+        reach = self.reach[anchor][di]
+        if reach == 0:  # a one-item category
             return anchor, direction
-        weight = self.weight[anchor, di] * np.where(self.cand_style[anchor, di] == style, self.b.style_boost, 1.0)
-        cum = np.cumsum(weight)
-        j = min(bisect_right(cum.tolist(), self.u() * float(cum[-1])), len(cum) - 1)
+        j = min(bisect_right(self.move_cum[anchor, di, style].tolist(), self.u()), reach - 1)
         return int(self.cand[anchor, di, j]), direction
 
-    def _session(self, s: _Shopper) -> list[_Step]:
+    def session(self, s: Shopper) -> list[Step]:
+        """The next session of a shopper, whose tastes drift a little first; updates its cart and
+        recent views."""
         b, u = self.b, self.u
-        out: list[_Step] = []
+        self._drift(s)
+        out: list[Step] = []
         length = 1 + int(self.rng.lognormal(b.session_log_mean, b.session_log_sigma))
         style = s.style if u() < b.style_loyalty else int(u() * len(STYLES))
         r = u()
@@ -274,25 +257,3 @@ class _Simulator:
         del s.cart[:-8]  # long-forgotten cart items drop out
         s.recent = (s.recent + viewed[-6:])[-30:]
         return out
-
-
-def simulate(
-    rng: np.random.Generator,
-    catalog: Catalog,
-    n_users: int,
-    n_events: int,
-    start_ms: int,
-    span_ms: int,
-    behavior: Behavior | None = None,
-) -> SimEvents:
-    """Exactly `n_events` events of up to `n_users` shoppers (activity is skewed, so some stay idle)."""
-    budgets = event_budgets(rng, n_users, n_events).tolist()
-    sim = _Simulator(rng, catalog, behavior or Behavior())
-    for index, budget in enumerate(budgets):
-        if budget:
-            sim.user(index, budget)
-    user = np.asarray(sim.users, dtype=np.int64)
-    session = np.asarray(sim.sessions, dtype=np.int64)
-    type_ = np.asarray(sim.types, dtype=np.int64)
-    ts = timestamps(rng, user, session, type_, start_ms, span_ms)
-    return SimEvents(user, session, type_, np.asarray(sim.items, dtype=np.int64), sim.queries, ts)
