@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from model.generator import DEFAULT_EVENTS, DEFAULT_ITEMS, DEFAULT_SEED, DEFAULT_USERS
 from stream_app.cli_compare import compare_command
 from stream_app.cli_evaluate import evaluate_command
 from stream_app.cli_train import train_command
@@ -37,10 +38,10 @@ def _logging(level: str = "info") -> None:
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Output JSONL file (.gz for gzip).")],
-    users: Annotated[int, typer.Option(help="Number of users.")] = 3000,
-    items: Annotated[int, typer.Option(help="Catalog size.")] = 5000,
-    events: Annotated[int, typer.Option(help="Number of events.")] = 200_000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file).")] = 7,
+    users: Annotated[int, typer.Option(help="Number of users.")] = DEFAULT_USERS,
+    items: Annotated[int, typer.Option(help="Catalog size.")] = DEFAULT_ITEMS,
+    events: Annotated[int, typer.Option(help="Number of events.")] = DEFAULT_EVENTS,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file).")] = DEFAULT_SEED,
     categories: Annotated[
         int | None, typer.Option(help="Number of categories (default: from items).")
     ] = None,
