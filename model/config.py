@@ -20,7 +20,7 @@ class ModelConfig:
 
     cell: Cell = "gru"
     hidden_size: int = 64
-    item_dim: int = 64
+    item_dim: int = 32
     type_dim: int = 8
     query_dim: int = 16
     gap_dim: int = 8
@@ -31,7 +31,7 @@ class ModelConfig:
     query_buckets: int = 8192
     query_ngram: int = 3
     session_gap_ms: int = 30 * 60 * 1000
-    repeat_window: int = 16
+    repeat_window: int = 32
     repeat_dim: int = 32
 
     def __post_init__(self) -> None:
@@ -82,9 +82,10 @@ Monitor = Literal["recall", "mrr"]
 class TrainConfig:
     """Optimization, data split and early-stopping settings (the model's own are in `ModelConfig`)."""
 
-    epochs: int = 10
+    epochs: int = 5
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 0.02
+    lr_decay: float = 0.5  # learning-rate multiplier after each epoch: fast start, then settle
     weight_decay: float = 0.0
     clip_norm: float = 5.0
     seed: int = 0
@@ -108,8 +109,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.threads < 1 or self.k < 1:
             raise ValueError(f"epochs, batch_size, threads and k must be >= 1: {self}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError(f"need lr > 0 and lr_decay in (0, 1], got {self.lr}, {self.lr_decay}")
         if self.monitor not in get_args(Monitor):
             raise ValueError(f"monitor must be one of {get_args(Monitor)}, got {self.monitor!r}")
         if self.max_len < 1 or self.burn_in < 0 or self.patience < 1:

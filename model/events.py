@@ -115,10 +115,7 @@ def make_event(
 
 def parse_event(raw: bytes | str) -> Event | Invalid:
     """Decode and validate one raw record (a Kafka value or a JSONL line)."""
-    if isinstance(raw, str):
-        data = raw.encode("utf-8", errors="surrogatepass")
-    else:
-        data = raw
+    data = raw.encode("utf-8", errors="surrogatepass") if isinstance(raw, str) else raw
     if len(data) > MAX_RECORD_BYTES:
         return Invalid(Reason.OVERSIZE, f"record is {len(data)} bytes, limit {MAX_RECORD_BYTES}")
     try:
@@ -132,7 +129,7 @@ def parse_event(raw: bytes | str) -> Event | Invalid:
     return validate_event(obj)
 
 
-def _check_id(obj: dict[str, Any], name: str, required: bool) -> str | None | Invalid:
+def _check_id(obj: dict[str, Any], name: str, required: bool) -> str | Invalid | None:
     value = obj.get(name)
     if value is None:
         if required:

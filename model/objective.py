@@ -78,7 +78,7 @@ def sampled_softmax_loss(
     n_items = model.n_items
     k = min(n_negatives, n_items)
     emb, bias = model.item_emb.weight, model.item_bias
-    query = model.item_query(top)  # (n, item_dim)
+    query = model.item_query(top, history)  # (n, item_dim)
     bonus = model.repeat_bonus(top, history, types)  # (n, window)
 
     target_logit = (query * emb[targets]).sum(-1) + bias[targets]

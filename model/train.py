@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,12 +22,12 @@ from model.batching import TrainBatch, iterate_batches, make_windows
 from model.checkpoint import LoadedModel
 from model.config import ModelConfig, TrainConfig
 from model.data import eval_sequences, group_by_user, time_split
-from model.evaluate import next_item_targets
 from model.events import Event
 from model.features import encode_arrays
-from model.metrics import conservative_ranks, mrr_at_k, recall_at_k
+from model.metrics import mrr_at_k, recall_at_k
 from model.network import SequenceModel
 from model.objective import full_softmax_loss, purchase_loss, sampled_softmax_loss
+from model.ranking import next_item_targets, rank_targets
 from model.recommender import ModelScorer
 from model.scoring import EvalSequence
 from model.vocab import ItemVocab
@@ -70,14 +70,9 @@ class TrainResult:
 
 
 def rank_metrics(scorer: ModelScorer, seqs: Sequence[EvalSequence], k: int) -> dict[str, float]:
-    """Recall@k and MRR@k of the evaluation protocol (positions t >= 1 with a catalog target)."""
+    """Recall@k and MRR@k under the offline evaluation protocol (`model.ranking`)."""
     targets = next_item_targets(seqs, scorer.vocab)
-    starts = np.cumsum([0, *(len(p) for p in targets.positions)])
-    ranks = np.zeros(len(targets.items), np.int64)
-    for i, scores in scorer.iter_scores(seqs, targets.positions):
-        ranks[starts[i] : starts[i + 1]] = conservative_ranks(
-            scores, targets.items[starts[i] : starts[i + 1]]
-        )
+    ranks = rank_targets(scorer, seqs, targets, min(k, scorer.vocab.n_items)).ranks
     return {f"recall@{k}": recall_at_k(ranks, k), f"mrr@{k}": mrr_at_k(ranks, k), "predictions": len(ranks)}
 
 
@@ -106,6 +101,47 @@ def _split(
     return split.train, split.valid, sorted(test_events, key=lambda e: e.ts)
 
 
+def _train_epoch(
+    model: SequenceModel,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[TrainBatch],
+    n_batches: int,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    desc: str,
+) -> tuple[np.ndarray, int]:
+    """One pass over the batches; returns example-weighted (loss, item, purchase) sums and examples."""
+    model.train()
+    sums = np.zeros(3)
+    n_examples = 0
+    start = time.perf_counter()
+    with tqdm(total=n_batches, desc=desc, disable=not cfg.progress, leave=False) as bar:
+        for batch in batches:
+            bar.update()
+            if batch.n_examples == 0:
+                continue
+            item, buy = _batch_loss(model, batch, cfg, gen)
+            loss = item + cfg.purchase_weight * buy
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            optimizer.step()
+            sums += batch.n_examples * np.array([loss.item(), item.item(), buy.item()])
+            n_examples += batch.n_examples
+            rate = n_examples / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{sums[0] / n_examples:.3f}", ex_s=f"{rate:.0f}")
+    model.eval()
+    return sums, n_examples
+
+
+def _log_epoch(stats: EpochStats, k: int) -> None:
+    log.info(
+        "epoch %d: loss %.4f (item %.4f, purchase %.4f) valid recall@%d %.4f mrr@%d %.4f, %.1fs, %.0f ex/s",
+        stats.epoch, stats.train_loss, stats.item_loss, stats.purchase_loss, k, stats.valid_recall,
+        k, stats.valid_mrr, stats.seconds, stats.examples_per_s,
+    )  # fmt: skip
+
+
 def train_model(
     events: list[Event],
     config: ModelConfig,
@@ -115,115 +151,71 @@ def train_model(
     test_events: list[Event] | None = None,
     dataset: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Split, train with early stopping on validation, and return the best model.
+    """Split, train with early stopping on validation, and return the best epoch's model.
 
     The catalog is every item of the train and validation parts: at test time both are the
     user's history, so items first seen in validation must be rankable (repeat purchases).
+    Epochs are compared on the monitored metric, ties broken by the other one (on repeat-heavy
+    data Recall@20 often sits exactly at the share of targets found in the history window).
     """
     started = time.perf_counter()
-    torch.manual_seed(train_cfg.seed)
-    rng = np.random.default_rng(train_cfg.seed)
-    gen = torch.Generator().manual_seed(train_cfg.seed)
-    torch.set_num_threads(train_cfg.threads)
-    train, valid, test = _split(events, train_cfg, test_events)
+    cfg = train_cfg
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    train, valid, test = _split(events, cfg, test_events)
     if not train or not valid:
         raise ValueError(f"need train and validation events, got {len(train)} / {len(valid)}")
-    vocab = ItemVocab.build((e.item_id for e in (*train, *valid)), train_cfg.n_oov_buckets)
+    vocab = ItemVocab.build((e.item_id for e in (*train, *valid)), cfg.n_oov_buckets)
     encoded = [encode_arrays(seq, vocab, config) for seq in group_by_user(train).values()]
-    windows = make_windows([len(e) for e in encoded], train_cfg.max_len, train_cfg.burn_in)
+    windows = make_windows([len(e) for e in encoded], cfg.max_len, cfg.burn_in)
     valid_seqs = eval_sequences(train, valid)
-    log.info(
-        "split %d/%d/%d events, %d catalog items, %d training windows",
-        len(train),
-        len(valid),
-        len(test),
-        vocab.n_items,
-        len(windows),
-    )
+    log.info("split %d/%d/%d events, %d catalog items, %d training windows",
+             len(train), len(valid), len(test), vocab.n_items, len(windows))  # fmt: skip
 
     model = SequenceModel(config, vocab.n_items, vocab.n_inputs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.lr_decay)
     scorer = ModelScorer(LoadedModel(model, vocab, config, {}, "training"))
+    keys = [f"{m}@{cfg.k}" for m in (("recall", "mrr") if cfg.monitor == "recall" else ("mrr", "recall"))]
     history: list[EpochStats] = []
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-    key = f"{train_cfg.monitor}@{train_cfg.k}"
-    for epoch in range(1, train_cfg.epochs + 1):
+    best: tuple[tuple[float, ...], EpochStats, dict[str, Any], dict[str, torch.Tensor]] | None = None
+    n_batches = -(-len(windows) // cfg.batch_size)
+    for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        sums = np.zeros(3)
-        n_examples = 0
-        n_batches = (len(windows) + train_cfg.batch_size - 1) // train_cfg.batch_size
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch}", disable=not train_cfg.progress, leave=False)
-        for batch in iterate_batches(encoded, windows, train_cfg.batch_size, config, rng):
-            if batch.n_examples == 0:
-                bar.update()
-                continue
-            item, buy = _batch_loss(model, batch, train_cfg, gen)
-            loss = item + train_cfg.purchase_weight * buy
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.clip_norm)
-            optimizer.step()
-            sums += batch.n_examples * np.array([loss.item(), item.item(), buy.item()])
-            n_examples += batch.n_examples
-            bar.update()
-            bar.set_postfix(
-                loss=f"{sums[0] / n_examples:.3f}", ex_s=f"{n_examples / (time.perf_counter() - t0):.0f}"
-            )
-        bar.close()
+        batches = iterate_batches(encoded, windows, cfg.batch_size, config, rng)
+        sums, n = _train_epoch(model, optimizer, batches, n_batches, cfg, gen, f"epoch {epoch}")
+        schedule.step()
         train_seconds = time.perf_counter() - t0
-        model.eval()
-        figures = rank_metrics(scorer, valid_seqs, train_cfg.k)
-        means = sums / max(n_examples, 1)
-        stats = EpochStats(
-            epoch=epoch,
-            train_loss=float(means[0]),
-            item_loss=float(means[1]),
-            purchase_loss=float(means[2]),
-            valid_recall=figures[f"recall@{train_cfg.k}"],
-            valid_mrr=figures[f"mrr@{train_cfg.k}"],
-            seconds=time.perf_counter() - t0,
-            examples_per_s=n_examples / train_seconds,
-        )
+        figures = rank_metrics(scorer, valid_seqs, cfg.k)
+        loss, item, buy = (sums / max(n, 1)).tolist()
+        stats = EpochStats(epoch, loss, item, buy, figures[f"recall@{cfg.k}"], figures[f"mrr@{cfg.k}"],
+                           time.perf_counter() - t0, n / train_seconds)  # fmt: skip
         history.append(stats)
-        log.info(
-            "epoch %d: loss %.4f (item %.4f, purchase %.4f) valid recall@%d %.4f mrr@%d %.4f, "
-            "%.1fs, %.0f ex/s",
-            epoch,
-            stats.train_loss,
-            stats.item_loss,
-            stats.purchase_loss,
-            train_cfg.k,
-            stats.valid_recall,
-            train_cfg.k,
-            stats.valid_mrr,
-            stats.seconds,
-            stats.examples_per_s,
-        )
-        value = figures[key]
-        if best is None or value > best[0]:
-            best = (value, epoch, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1] >= train_cfg.patience:
-            log.info("early stop: %s has not improved for %d epochs", key, train_cfg.patience)
+        _log_epoch(stats, cfg.k)
+        score = tuple(figures[key] for key in keys)
+        if best is None or score > best[0]:
+            best = (score, stats, figures, copy.deepcopy(model.state_dict()))
+        elif epoch - best[1].epoch >= cfg.patience:
+            log.info("early stop: %s has not improved for %d epochs", keys[0], cfg.patience)
             break
     assert best is not None
-    model.load_state_dict(best[2])
-    model.eval()
-    valid_figures = rank_metrics(scorer, valid_seqs, train_cfg.k)
-    test_figures = rank_metrics(scorer, eval_sequences([*train, *valid], test), train_cfg.k) if test else None
+    model.load_state_dict(best[3])
+    test_figures = rank_metrics(scorer, eval_sequences([*train, *valid], test), cfg.k) if test else None
     metadata = {
         "dataset": dataset or {},
-        "seed": train_cfg.seed,
-        "train_config": asdict(train_cfg),
+        "seed": cfg.seed,
+        "train_config": asdict(cfg),
         "split": {"train": len(train), "valid": len(valid), "test": len(test)},
         "n_items": vocab.n_items,
         "history": [asdict(s) for s in history],
-        "best_epoch": best[1],
-        "valid": valid_figures,
+        "best_epoch": best[1].epoch,
+        "valid": best[2],
         "test": test_figures,
         "train_seconds": time.perf_counter() - started,
         "torch_version": str(torch.__version__),
     }
     if categories is not None:
         categories = {item: categories[item] for item in vocab.items if item in categories}
-    return TrainResult(model, vocab, history, best[1], valid_figures, test_figures, metadata, categories)
+    return TrainResult(model, vocab, history, best[1].epoch, best[2], test_figures, metadata, categories)

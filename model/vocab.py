@@ -30,7 +30,9 @@ class ItemVocab:
         object.__setattr__(self, "_index", {item: i for i, item in enumerate(self.items)})
 
     @classmethod
-    def build(cls, item_ids: Iterable[str | None], n_oov_buckets: int = 1024, min_count: int = 1) -> ItemVocab:
+    def build(
+        cls, item_ids: Iterable[str | None], n_oov_buckets: int = 1024, min_count: int = 1
+    ) -> ItemVocab:
         """Catalog from training item ids, most frequent first (ties in first-seen order)."""
         counts = Counter(i for i in item_ids if i is not None)
         items = tuple(item for item, c in counts.most_common() if c >= min_count)

@@ -34,7 +34,10 @@ def train_command(
         int, typer.Option(help="Maximum epochs (early stopping on validation).")
     ] = TrainConfig.epochs,
     batch_size: Annotated[int, typer.Option(help="Sequence windows per batch.")] = TrainConfig.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = TrainConfig.lr,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = TrainConfig.lr,
+    lr_decay: Annotated[
+        float, typer.Option(help="Learning-rate multiplier per epoch.")
+    ] = TrainConfig.lr_decay,
     hidden: Annotated[int, typer.Option(help="Hidden size.")] = ModelConfig.hidden_size,
     layers: Annotated[int, typer.Option(help="Recurrent layers.")] = ModelConfig.num_layers,
     dropout: Annotated[
@@ -79,6 +82,7 @@ def train_command(
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
+            lr_decay=lr_decay,
             seed=seed,
             threads=threads,
             valid_frac=valid_frac,

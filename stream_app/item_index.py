@@ -71,7 +71,7 @@ class ItemIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         assert self._hnsw is not None
         model = self.model
-        q = model.item_query(top)  # (n, item_dim)
+        q = model.item_query(top, history)  # (n, item_dim)
         extra = max((len(e) for e in excluded), default=0)
         want = min(self.n_items, k + extra)
         q_aug = torch.cat([q, torch.ones(q.shape[0], 1)], 1).numpy().astype(np.float32)

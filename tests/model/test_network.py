@@ -132,11 +132,10 @@ def test_repeat_bonus_only_moves_history_items() -> None:
     vocab = tiny_vocab()
     model = small_model(vocab)
     state, _ = step_all(model, vocab, sequences((10,)))
-    emptied = ModelState(
-        state.h, state.c, state.last_ts, torch.full_like(state.history, -1), state.history_types
-    )
     with torch.no_grad():
-        diff = (model.scores(state) - model.scores(emptied))[0]
+        query = model.item_query(state.h[-1], state.history)
+        base = query @ model.item_emb.weight[: model.n_items].T + model.item_bias
+        diff = (model.scores(state) - base)[0]
     in_history = torch.zeros(vocab.n_items, dtype=torch.bool)
     in_history[state.history[state.history >= 0]] = True
     assert bool(in_history.any())
