@@ -212,6 +212,7 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         recent_ids=settings.recent_ids,
         trending=TrendingWindow(settings.trending_window_s * 1000),
         treatment=treatment,
+        rank_each_event=settings.online_eval_model,
         split=settings.ab_split if treatment is not None else 0.0,
     )
     if treatment is not None:

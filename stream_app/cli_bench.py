@@ -18,7 +18,7 @@ def bench_command(
     workdir: Annotated[Path, typer.Option(help="Checkpoints, logs and Faust data go here.")] = Path(
         "runs/bench"
     ),
-    budget: Annotated[float, typer.Option(help="Seconds after which remaining phases are skipped.")] = 540.0,
+    budget: Annotated[float, typer.Option(help="Seconds after which remaining phases are skipped.")] = 480.0,
     json_out: Annotated[Path | None, typer.Option(help="Also write the figures to this JSON file.")] = None,
 ) -> None:
     """Throughput, latency, scale-out, memory and training cost, side by side in one run.
@@ -28,7 +28,7 @@ def bench_command(
     """
     try:
         from bench.config import BenchConfig, parse_phases
-        from bench.report import json_line, target_lines, throughput_lines
+        from bench.report import json_line, report_lines
         from bench.suite import run_suite
     except ImportError as exc:
         raise typer.BadParameter(
@@ -41,15 +41,8 @@ def bench_command(
         raise typer.BadParameter(str(exc), param_hint="--only/--skip") from None
     config = BenchConfig(workdir=workdir, phases=phases)
     figures = run_suite(config.quick() if quick else config, budget)
-    typer.echo("")
-    for line in throughput_lines(figures):
+    for line in report_lines(figures):
         typer.echo(line)
-    typer.echo("")
-    for line in target_lines(figures):
-        typer.echo(line)
-    for key, value in figures.items():
-        if key.startswith(("errors.", "skipped.")):
-            typer.echo(f"{key}: {value}")
     line = json_line(figures)
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,9 @@ class StreamContext:
     trending: TrendingWindow = field(default_factory=TrendingWindow)
     treatment: ModelEngine | None = None  # variant B of an online A/B test
     split: float = 0.0  # share of users (by stable hash) served by the treatment
+    # Also rank each event's item from the model state just before it: the offline protocol,
+    # comparable to `evaluate` whatever the batching (one catalog scoring per event).
+    rank_each_event: bool = False
     # The last feed sent to each user, for test-then-train evaluation; memory only (a restart
     # just skips the first prediction of each user).
     feeds: dict[str, Feed] = field(default_factory=dict)
@@ -210,7 +213,11 @@ def _step_and_emit(
     stats = result.stats
     user_states = [states[u] for u in users]
     t0 = time.perf_counter()
-    stats.steps += engine.step_users(user_states, [pending[u] for u in users], [base_ts[u] for u in users])
+    ranks: list[int] | None = [] if ctx.rank_each_event else None
+    stats.steps += engine.step_users(
+        user_states, [pending[u] for u in users], [base_ts[u] for u in users], ranks
+    )
+    stats.model_ranks.extend((variant, r) for r in ranks or ())
     t1 = time.perf_counter()
     excluded = [excluded_items(ctx.exclude, st) for st in user_states]
     feeds = engine.recommend(user_states, excluded, ctx.top_k, ctx.trending)

@@ -142,6 +142,7 @@ def run_demo(opts: DemoOptions) -> DemoReport:
             web_port=opts.web_port if opts.web_port else free_port(),
             data_dir=opts.workdir / "faust",
             app_id=f"behavior-stream-demo-{int(time.time())}",
+            online_eval_model=True,
         )
         asyncio.run(ensure_topics(settings))
         worker = WorkerProcess(settings, opts.workdir / "worker.log").start()

@@ -19,9 +19,9 @@ import torch
 from model.checkpoint import LoadedModel, load_checkpoint
 from model.events import EVENT_TYPES, Event, EventType, make_event
 from model.features import encode_events, encode_sequences
-from model.network import ModelState
+from model.network import ModelState, SequenceOutput
 from model.vocab import ItemVocab
-from stream_app.item_index import ItemIndex
+from stream_app.item_index import EXACT_CHUNK, ItemIndex
 from stream_app.state import UserState
 from stream_app.trending import TrendingWindow
 
@@ -133,7 +133,11 @@ class ModelEngine:
 
     @torch.inference_mode()
     def step_users(
-        self, states: Sequence[UserState], events: Sequence[Sequence[Event]], last_ts: Sequence[int]
+        self,
+        states: Sequence[UserState],
+        events: Sequence[Sequence[Event]],
+        last_ts: Sequence[int],
+        ranks: list[int] | None = None,
     ) -> int:
         """Apply each user's events in order, in one batched call; returns the number of events.
 
@@ -141,19 +145,55 @@ class ModelEngine:
         One event per user uses `step`; when some user has several, the whole batch runs the
         model's full-sequence forward from the current states (equal to stepping event by
         event, see tests/model/test_network.py) so a heavy user costs one call, not one per event.
+        With `ranks`, the conservative catalog rank of every event's item given the state just
+        before it (the offline protocol, positions t >= 1) is appended to it.
         """
         for st in states:
             self.adopt(st)
-        ms = self._to_model(states, last_ts)
+        before = self._to_model(states, last_ts)
+        out = None
         if all(len(e) == 1 for e in events):
-            ms = self.model.step(ms, encode_events([e[0] for e in events], self.vocab, self.config))
+            ms = self.model.step(before, encode_events([e[0] for e in events], self.vocab, self.config))
         else:
             batch = encode_sequences(events, self.vocab, self.config)
-            out = self.model.forward(batch, state=ms, return_state=True)
+            out = self.model.forward(batch, state=before, return_state=True)
             assert out.state is not None
             ms = out.state
+        if ranks is not None:
+            ranks.extend(self._next_item_ranks(before, out, events))
         self._from_model(ms, states)
         return sum(len(e) for e in events)
+
+    def _next_item_ranks(
+        self, before: ModelState, out: SequenceOutput | None, events: Sequence[Sequence[Event]]
+    ) -> list[int]:
+        """Conservative rank of each event's catalog item from the state before that event."""
+        tops, hists, types, targets = [], [], [], []
+        for b, evs in enumerate(events):
+            for j, ev in enumerate(evs):
+                target = self.vocab.index(ev.item_id)
+                if target is None or (j == 0 and int(before.last_ts[b]) < 0):
+                    continue  # not rankable, or the user's very first event (no prefix)
+                if j == 0:
+                    tops.append(before.h[-1][b])
+                    hists.append(before.history[b])
+                    types.append(before.history_types[b])
+                else:
+                    assert out is not None
+                    tops.append(out.hidden[b, j - 1])
+                    hists.append(out.history[b, j - 1])
+                    types.append(out.history_types[b, j - 1])
+                targets.append(target)
+        ranks: list[int] = []
+        for start in range(0, len(targets), EXACT_CHUNK):
+            sl = slice(start, start + EXACT_CHUNK)
+            scores = self.model.score_hidden(
+                torch.stack(tops[sl]), torch.stack(hists[sl]), torch.stack(types[sl])
+            )
+            idx = torch.tensor(targets[sl])
+            own = scores.gather(1, idx[:, None])  # (chunk, 1)
+            ranks.extend((scores >= own).sum(1).tolist())  # ties count against the model
+        return ranks
 
     @torch.inference_mode()
     def recommend(

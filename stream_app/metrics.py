@@ -64,6 +64,18 @@ class StreamMetrics:
         )
         self.users = Gauge("behavior_stream_users", "Users in this worker's state", registry=r)
         v = ["variant"]
+        self.model_recall = Gauge(
+            "behavior_stream_online_model_recall",
+            "Sliding Recall@k of each event's item ranked from the state just before it",
+            ["k", *v],
+            registry=r,
+        )
+        self.model_mrr = Gauge(
+            "behavior_stream_online_model_mrr",
+            "Sliding MRR@k of each event's item ranked from the state just before it",
+            ["k", *v],
+            registry=r,
+        )
         self.online_recall = Gauge(
             "behavior_stream_online_recall", "Sliding test-then-train Recall@k", ["k", *v], registry=r
         )
@@ -108,6 +120,7 @@ class StreamMetrics:
         self.evicted = Counter("behavior_stream_evicted_users", "Users evicted by TTL or DELETE", registry=r)
         self.online_window = online_window
         self.online: dict[str, SlidingRankMetrics] = {}
+        self.model_online: dict[str, SlidingRankMetrics] = {}
         self.counts: dict[str, VariantCounts] = {}
         # Pre-create labelled series so dashboards see zeros instead of gaps.
         for t in EVENT_TYPES:
@@ -133,6 +146,7 @@ class StreamMetrics:
         for received in stats.received:
             self.latency.observe(max(0.0, now - received))
         self.add_ranks(stats.ranks)
+        self.add_model_ranks(stats.model_ranks)
         for variant, age in stats.feed_ages:
             self.feed_age.labels(variant).observe(age)
         for variant, recommended in stats.purchases:
@@ -167,6 +181,20 @@ class StreamMetrics:
             for k in ONLINE_KS:
                 self.online_recall.labels(str(k), variant).set(window.recall(k))
                 self.online_mrr.labels(str(k), variant).set(window.mrr(k))
+
+    def add_model_ranks(self, ranks: Iterable[tuple[str, int]]) -> None:
+        """Per-event ranks from the model state before each event (offline protocol)."""
+        touched = set()
+        for variant, rank in ranks:
+            window = self.model_online.get(variant)
+            if window is None:
+                window = self.model_online[variant] = SlidingRankMetrics(self.online_window, ONLINE_KS)
+            window.add(rank)
+            touched.add(variant)
+        for variant in touched:
+            for k in ONLINE_KS:
+                self.model_recall.labels(str(k), variant).set(self.model_online[variant].recall(k))
+                self.model_mrr.labels(str(k), variant).set(self.model_online[variant].mrr(k))
 
     def set_models(self, versions: dict[str, str]) -> None:
         """Expose the served model version of each variant (older series removed)."""

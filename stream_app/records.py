@@ -45,6 +45,7 @@ class BatchStats:
     # (None = not in it), the feed's event-time age then, and whether purchases were recommended.
     ranks: list[tuple[str, int | None]] = field(default_factory=list)
     feed_ages: list[tuple[str, float]] = field(default_factory=list)
+    model_ranks: list[tuple[str, int]] = field(default_factory=list)  # per event, from the prior state
     purchases: list[tuple[str, bool]] = field(default_factory=list)
     recommendations_by_variant: Counter[str] = field(default_factory=Counter)
     step_seconds: float = 0.0

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     late_grace_ms: int = Field(60_000, ge=0, description="Events older than last ts minus this are dropped")
     recent_ids: int = Field(8, ge=1, le=64, description="Recent event ids kept per user for dedup")
     trending_window_s: int = Field(3600, gt=0, description="Event-time window of the trending table")
+    online_eval_model: bool = Field(
+        False, description="Also rank every event's item from the state just before it (offline protocol)"
+    )
     online_window: int = Field(10_000, ge=1, description="Predictions in the sliding online metrics")
     state_ttl_s: float | None = Field(None, gt=0, description="Evict users inactive this long (event time)")
 
