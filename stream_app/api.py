@@ -16,7 +16,7 @@ from faust.web import Request, Response, View
 from stream_app.experiment import summary
 from stream_app.kafka import partition_for
 from stream_app.outputs import excluded_items
-from stream_app.state import decode_state, user_key
+from stream_app.state import decode_state, session_label, user_key
 
 if TYPE_CHECKING:
     from stream_app.app import Runtime
@@ -39,7 +39,7 @@ def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
     return {
         "user_id": user_id,
         "ts": st.last_ts,
-        "session_id": st.session_id,
+        "session_id": session_label(user_id, st),
         "session_start": st.session_start,
         "events_seen": st.events_seen,
         "model_version": engine.version,

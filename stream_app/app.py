@@ -73,7 +73,6 @@ class Runtime:
             result = process_batch(self.records_of(events), self.ctx)
             await self.flush(result)
         self.metrics.observe(result.stats, time.time())
-        self.metrics.users.set(self.store.user_count())
         return result
 
     async def flush(self, result: BatchResult) -> None:

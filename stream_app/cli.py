@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from model.generator import DEFAULT_EVENTS, DEFAULT_ITEMS, DEFAULT_SEED, DEFAULT_USERS
+from stream_app.cli_bench import bench_command
 from stream_app.cli_compare import compare_command
 from stream_app.cli_evaluate import evaluate_command
 from stream_app.cli_train import train_command
@@ -24,6 +25,7 @@ app.command("train", help="Train a GRU/LSTM sequence model on an event log.")(tr
 app.command("evaluate", help="Evaluate a checkpoint and the baselines; writes metrics.json and a report.")(
     evaluate_command
 )
+app.command("bench", help="Benchmarks: throughput, latency, scale-out, memory, training cost.")(bench_command)
 app.command(
     "compare", help="Compare two checkpoints on every metric, with paired bootstrap CIs of the differences."
 )(compare_command)

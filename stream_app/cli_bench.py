@@ -18,16 +18,18 @@ def bench_command(
     workdir: Annotated[Path, typer.Option(help="Checkpoints, logs and Faust data go here.")] = Path(
         "runs/bench"
     ),
-    budget: Annotated[float, typer.Option(help="Seconds after which remaining phases are skipped.")] = 480.0,
+    budget: Annotated[
+        float | None, typer.Option(help="Seconds after which remaining phases are skipped [default: 480].")
+    ] = None,
     json_out: Annotated[Path | None, typer.Option(help="Also write the figures to this JSON file.")] = None,
 ) -> None:
     """Throughput, latency, scale-out, memory and training cost, side by side in one run.
 
-    Phases: ceiling, faust, naive, quix, worker, latency, scale, state, rss, core, profile, training.
+    Phases: ceiling, faust, naive, quix, worker, latency, scale, state, rss, profile, training, core.
     Progress goes to stderr; the tables and, last, one line of JSON with every figure to stdout.
     """
     try:
-        from bench.config import BenchConfig, parse_phases
+        from bench.config import BUDGET_S, BenchConfig, parse_phases
         from bench.report import json_line, report_lines
         from bench.suite import run_suite
     except ImportError as exc:
@@ -40,7 +42,7 @@ def bench_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--only/--skip") from None
     config = BenchConfig(workdir=workdir, phases=phases)
-    figures = run_suite(config.quick() if quick else config, budget)
+    figures = run_suite(config.quick() if quick else config, BUDGET_S if budget is None else budget)
     for line in report_lines(figures):
         typer.echo(line)
     line = json_line(figures)

@@ -105,7 +105,7 @@ def _apply_bookkeeping(engine: ModelEngine, st: UserState, ev: Event) -> None:
         new_session = True
     if new_session:
         st.session_start = ev.ts
-        st.session_id = ev.session_id or f"{ev.user_id}@{ev.ts}"
+        st.session_id = ev.session_id or ""  # empty: derived from the start (see session_label)
         st.session_counts = [0] * len(st.session_counts)
     st.session_counts[TYPE_INDEX[ev.type]] += 1
     st.events_seen += 1

@@ -11,7 +11,7 @@ import orjson
 from model.events import Event, Invalid
 from stream_app.records import InputRecord, OutMessage
 from stream_app.settings import ExcludePolicy
-from stream_app.state import UserState
+from stream_app.state import UserState, session_label
 
 
 def dlq_message(dlq_topic: str, rec: InputRecord, bad: Invalid) -> OutMessage:
@@ -62,7 +62,7 @@ def user_messages(
     rep = {
         "user_id": last.user_id,
         "ts": last.ts,
-        "session_id": st.session_id,
+        "session_id": session_label(last.user_id, st),
         "vector": vector,
         "model_version": model_version,
         "variant": variant,

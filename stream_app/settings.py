@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         0.5, ge=0.0, le=1.0, description="Share of users (stable hash) served by variant B"
     )
     reload_poll_s: float = Field(2.0, gt=0, description="How often the checkpoint file is checked")
+    torch_threads: int = Field(
+        1, ge=1, description="Torch/faiss threads in the worker (1 is fastest on 2 cores)"
+    )
     max_batch: int = Field(1000, ge=1, description="Micro-batch size (stream.take)")
     batch_ms: int = Field(50, ge=1, description="Micro-batch wait before processing a partial batch")
     top_k: int = Field(20, ge=1, le=200, description="Recommendations per message")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import faiss
+import torch
 from faust.worker import Worker
 
 from stream_app.app import build_app
@@ -33,6 +35,9 @@ def run_worker(settings: Settings) -> None:
     """Block running a worker with these settings (SIGINT/SIGTERM stop it cleanly)."""
     if settings.checkpoint is None:
         raise SystemExit("a model checkpoint is required (--checkpoint or BEHAVIOR_STREAM_CHECKPOINT)")
+    # One thread: the worker is one event loop; extra BLAS threads fight it and the broker for cores.
+    torch.set_num_threads(settings.torch_threads)
+    faiss.omp_set_num_threads(settings.torch_threads)
     asyncio.run(ensure_topics(settings))
     engine = ModelEngine.from_checkpoint(settings.checkpoint, settings.ann_threshold)
     treatment = None

@@ -100,7 +100,8 @@ def test_taobao_replay_end_to_end(
         for reason, n in bad_reasons.items():
             assert metrics[f'behavior_stream_invalid_events_total{{reason="{reason}"}}'] == n
         assert metrics["behavior_stream_duplicate_events_total"] == n_dup  # (3)
-        assert metrics["behavior_stream_users"] == len({e.user_id for e in events})
+        n_users = len({e.user_id for e in events})  # the users gauge is refreshed every 2 s
+        wait_until(lambda: worker.metrics()["behavior_stream_users"] == n_users, 30, "users gauge")
 
         # (2) every bad record is in the DLQ with its reason
         dlq = [orjson.loads(r.value) for r in read_topic(settings, settings.dlq_topic)]

@@ -1,0 +1,1 @@
+"""Benchmarks of behavior-stream: throughput, latency, memory and training cost, side by side in one run."""

@@ -1,0 +1,148 @@
+"""The benchmark's output: a throughput table, a targets table (target / measured / pass), one JSON line."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+Figures = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One goal of the issue, checked against a figure; `limit` None = reported only."""
+
+    label: str
+    key: str
+    goal: str
+    limit: float | None = None
+    at_least: bool = True
+    unit: str = ""
+
+    def measured(self, figures: Figures) -> float | None:
+        """The figure, None when its phase did not run."""
+        value = figures.get(self.key)
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+    def passed(self, figures: Figures) -> bool | None:
+        """True/False against the limit; None when not measured or reported only."""
+        value = self.measured(figures)
+        if value is None or self.limit is None:
+            return None
+        return value >= self.limit if self.at_least else value <= self.limit
+
+
+TARGETS: tuple[Target, ...] = (
+    Target(
+        "worker / trivial Faust (large catalog, HNSW)", "ratio.worker_over_faust", ">= 0.5", 0.5, unit="x"
+    ),
+    Target("worker / naive Faust design", "ratio.worker_over_naive", ">= 3", 3.0, unit="x"),
+    Target("worker / Quix Streams peer", "ratio.worker_over_quix", "reported", unit="x"),
+    Target("worker / raw aiokafka ceiling", "ratio.worker_over_ceiling", "reported", unit="x"),
+    Target("worker / processing core alone", "ratio.worker_over_core", "reported", unit="x"),
+    Target("p99 latency at 50% load", "latency.50pct.p99_ms", "<= 100 ms", 100.0, at_least=False, unit=" ms"),
+    Target(
+        "state per user, GRU hidden 64 (max)",
+        "state.gru.bytes_max",
+        "<= 512 B",
+        512.0,
+        at_least=False,
+        unit=" B",
+    ),
+    Target("two workers / one", "ratio.scale_2_over_1", ">= 1.6", 1.6, unit="x"),
+    Target("state per user, LSTM hidden 64 (max)", "state.lstm.bytes_max", "reported", unit=" B"),
+    Target("worker RSS per 100k users", "rss.per_100k_users_mib", "reported", unit=" MiB"),
+    Target("training examples/s (Taobao sample)", "train.examples_per_s", "reported"),
+    Target("training wall time (Taobao sample)", "train.wall_s", "reported", unit=" s"),
+    Target("evaluation time per 10k predictions", "eval.seconds_per_10k", "reported", unit=" s"),
+)
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    return text + unit
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def throughput_lines(figures: Figures) -> list[str]:
+    """One row per measured design: events/s, events counted, seconds, and whether all arrived."""
+    rows = []
+    for key, value in figures.items():
+        if (
+            key.startswith("rate.")
+            and key.count(".") <= 2
+            and not key.endswith((".events", ".seconds", ".complete"))
+        ):
+            rows.append(
+                [
+                    key.removeprefix("rate."),
+                    _fmt(value),
+                    _fmt(figures.get(f"{key}.events")),
+                    f"{figures.get(f'{key}.seconds', 0):.2f}",
+                    "yes" if figures.get(f"{key}.complete") else "capped",
+                ]
+            )
+    return _table(["design", "events/s", "events", "seconds", "all events"], rows)
+
+
+def target_lines(figures: Figures) -> list[str]:
+    """The targets table."""
+    rows = []
+    for t in TARGETS:
+        ok = t.passed(figures)
+        verdict = "-" if ok is None else ("PASS" if ok else "FAIL")
+        rows.append([t.label, t.goal, _fmt(t.measured(figures), t.unit), verdict])
+    return _table(["target", "goal", "measured", "pass"], rows)
+
+
+def latency_lines(figures: Figures) -> list[str]:
+    """Latency quantiles at each offered load (empty when the latency phase did not run)."""
+    rows = []
+    for key in sorted(k for k in figures if k.startswith("latency.") and k.endswith(".offered_per_s")):
+        tag = key.removesuffix(".offered_per_s")
+        load = tag.removeprefix("latency.").removesuffix("pct") + "%"
+        quantiles = [_fmt(figures.get(f"{tag}.p{q}_ms")) for q in (50, 95, 99)]
+        rows.append([load, _fmt(figures[key]), *quantiles])
+    return _table(["load", "offered ev/s", "p50 ms", "p95 ms", "p99 ms"], rows) if rows else []
+
+
+def profile_lines(figures: Figures) -> list[str]:
+    """The worker's time per event by part, largest first (empty when the profile did not run)."""
+    parts = [k.removeprefix("profile.").removesuffix("_us") for k in figures if k.startswith("profile.")]
+    parts = [p for p in parts if f"profile.{p}_share" in figures]
+    parts.sort(key=lambda p: -figures[f"profile.{p}_us"])
+    rows = [[p, f"{figures[f'profile.{p}_us']:.1f}", f"{figures[f'profile.{p}_share']:.1%}"] for p in parts]
+    return _table(["part of the worker", "us/event", "share"], rows) if rows else []
+
+
+def report_lines(figures: Figures) -> list[str]:
+    """Every table, separated by blank lines, then errors and skipped phases."""
+    lines: list[str] = []
+    for table in (
+        throughput_lines(figures),
+        latency_lines(figures),
+        profile_lines(figures),
+        target_lines(figures),
+    ):
+        if table:
+            lines += ["", *table]
+    lines += [f"{k}: {v}" for k, v in figures.items() if k.startswith(("errors.", "skipped."))]
+    return lines
+
+
+def json_line(figures: Figures) -> str:
+    """Every figure as one line of JSON (NaN becomes null)."""
+    return orjson.dumps(figures, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
