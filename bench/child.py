@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream_app.settings import Settings
-from stream_app.workerproc import settings_env
+from stream_app.workerproc import settings_env, terminate
 
 # The directory holding the `bench` package, so a child imports the same code as this process.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -76,14 +76,7 @@ class Child:
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, timeout)
 
     def __enter__(self) -> Child:
         return self.start()

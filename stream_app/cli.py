@@ -11,6 +11,7 @@ import typer
 
 from model.generator import DEFAULT_EVENTS, DEFAULT_ITEMS, DEFAULT_SEED, DEFAULT_USERS
 from stream_app.cli_bench import bench_command
+from stream_app.cli_common import parse_format
 from stream_app.cli_compare import compare_command
 from stream_app.cli_evaluate import evaluate_command
 from stream_app.cli_train import train_command
@@ -134,20 +135,17 @@ def replay(
 
     from tqdm import tqdm
 
-    from model.data import FORMATS, load_events
+    from model.data import load_events
     from stream_app.kafka import ensure_topics
     from stream_app.replay import Pace, replay_events
     from stream_app.settings import load_settings
 
     _logging("warning")
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"unknown format {fmt!r}; one of {', '.join(FORMATS)}", param_hint="--format"
-        )
+    fmt_ = parse_format(fmt)
     if sum(x is not None and x is not False for x in (speed, rate, max_ or None)) > 1:
         raise typer.BadParameter("choose one of --speed, --rate and --max")
     settings = load_settings(broker=broker)
-    loaded = load_events(file, fmt, purchases=purchases)  # type: ignore[arg-type]
+    loaded = load_events(file, fmt_, purchases=purchases)
     events = loaded.events[:limit] if limit is not None else loaded.events
     asyncio.run(ensure_topics(settings, [topic or settings.input_topic]))
     bar = tqdm(total=len(events), unit="ev", desc="replay", dynamic_ncols=True)

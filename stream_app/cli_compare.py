@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
-from model.data import FORMATS, Format
+from model.data import FORMATS
+from stream_app.cli_common import parse_format
 from stream_app.cli_evaluate import history_and_test, parse_ks, split_inputs, split_settings
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,7 @@ def compare_command(
 
     data, loose = split_inputs(inputs)
     ks = parse_ks(k or [], loose)
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"unknown format {fmt!r}; expected one of {FORMATS}", param_hint="--format")
-    fmt_ = cast(Format, fmt)
+    fmt_ = parse_format(fmt)
     a, b = load_checkpoint(checkpoint_a), load_checkpoint(checkpoint_b)
     train_a, train_b = (m.metadata.get("train_config", {}) for m in (a, b))
     split = split_settings(train_a, valid_frac, test_frac, split_unit, fmt_)

@@ -17,6 +17,7 @@ from model.events import Event
 from model.report import next_item_table, purchase_table, write_report
 from model.scoring import NextItemScorer
 from model.vocab import ItemVocab
+from stream_app.cli_common import parse_format
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +157,7 @@ def evaluate_command(
     """Evaluate next-item ranking (model + baselines) and purchase prediction on the held-out split."""
     data, loose = split_inputs(inputs)
     ks = parse_ks(k or [], loose)
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"unknown format {fmt!r}; expected one of {FORMATS}", param_hint="--format")
-    fmt_ = cast(Format, fmt)
+    fmt_ = parse_format(fmt)
     if probes and checkpoint is None:
         raise typer.BadParameter("--probes needs --checkpoint (it judges the model)")
     names = _baseline_names(baselines)

@@ -10,7 +10,8 @@ from typing import Annotated, Any, cast, get_args
 import typer
 
 from model.config import CELLS, Cell, ModelConfig, Monitor, TrainConfig
-from model.data import FORMATS, Format, SplitUnit, default_split_unit, load_events
+from model.data import FORMATS, SplitUnit, default_split_unit, load_events
+from stream_app.cli_common import parse_format
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def train_command(
     from model.train import train_model
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    fmt_ = cast(Format, _choice(fmt, FORMATS, "--format"))
+    fmt_ = parse_format(fmt)
     cell_ = cast(Cell, _choice(cell, CELLS, "--cell"))
     unit = cast(
         SplitUnit, _choice(split_unit or default_split_unit(fmt_), get_args(SplitUnit), "--split-unit")

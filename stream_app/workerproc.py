@@ -31,6 +31,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    """SIGTERM a child process, SIGKILL it after `timeout` seconds; no-op if it already exited."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_until(check: Callable[[], bool], timeout: float, message: str, interval: float = 0.5) -> None:
     """Poll `check` until it is true; TimeoutError with `message` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -108,15 +120,7 @@ class WorkerProcess:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM (a clean Faust shutdown), SIGKILL after `timeout`."""
-        if not self.alive():
-            return
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL: a crash, for recovery tests."""
