@@ -12,7 +12,7 @@ from model.config import Cell
 # In run order: the target ratios' figures first, the optional extras last (see `BenchConfig`).
 Phase = Literal[
     "ceiling", "faust", "naive", "quix", "worker", "latency",
-    "scale", "state", "rss", "profile", "training", "core",
+    "scale", "state", "rss", "profile", "training", "core", "hostile",
 ]  # fmt: skip
 PHASES: tuple[Phase, ...] = get_args(Phase)
 BROKER_PHASES = frozenset({"ceiling", "faust", "naive", "quix", "worker", "latency", "scale", "rss"})

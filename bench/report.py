@@ -53,6 +53,13 @@ TARGETS: tuple[Target, ...] = (
         unit=" B",
     ),
     Target("two workers / one", "ratio.scale_2_over_1", ">= 1.6", 1.6, unit="x"),
+    Target(
+        "valid rate with 1 hostile per 2 valid / clean (core)",
+        "ratio.hostile_over_clean",
+        ">= 0.5",
+        0.5,
+        unit="x",
+    ),
     Target("state per user, LSTM hidden 64 (max)", "state.lstm.bytes_max", "reported", unit=" B"),
     Target("worker RSS per 100k users", "rss.per_100k_users_mib", "reported", unit=" MiB"),
     Target("training examples/s (Taobao sample)", "train.examples_per_s", "reported"),

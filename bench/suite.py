@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from bench.ceiling import measure_ceiling
 from bench.config import BUDGET_S, PRIMARY, SCALE_RUN, BenchConfig, Phase
 from bench.faust_baselines import measure_faust
+from bench.hostile_phase import measure_hostile
 from bench.latency import measure_latency
 from bench.memory import rss_growth, state_size
 from bench.profile import profile_worker
@@ -175,6 +176,7 @@ def run_suite(config: BenchConfig, budget_s: float = BUDGET_S) -> Figures:
         ("profile", lambda: _profile(workload, f)),
         ("training", lambda: measure_training(config).figures()),
         ("core", lambda: _cores(workload)),
+        ("hostile", lambda: measure_hostile(workload)),
     ]
     try:
         if config.needs_broker():

@@ -26,13 +26,14 @@ from stream_app.core import StreamContext, process_batch
 from stream_app.kafka import ensure_topics, partition_for
 from stream_app.promtext import total
 from stream_app.records import InputRecord
+from stream_app.settings import Settings
 from stream_app.workerproc import WorkerProcess, wait_until
 
 log = logging.getLogger(__name__)
 
 EVENTS_METRIC = "behavior_stream_events_total"
-# torch's default intra-op threads, as a worker process gets them (training changes ours later).
-WORKER_THREADS = torch.get_num_threads()
+# The worker's torch/faiss threads (the `torch_threads` setting), so the core-alone runs match it.
+WORKER_THREADS = Settings().torch_threads
 
 
 def applied(worker: WorkerProcess) -> int | None:
