@@ -73,7 +73,7 @@ class BenchConfig:
     core_runs: tuple[RunSpec, ...] = CORE_RUNS
     # Throughput is measured over the first `run_cap_s` seconds of events (or all events, if
     # sooner): a steady rate is reached in seconds, and the whole run must fit in 10 minutes.
-    run_cap_s: float = 15.0
+    run_cap_s: float = 12.0
     slow_cap_s: float = 10.0  # window of the naive design and the Quix peer: slow or steady
     core_cap_s: float = 10.0
     start_cap_s: float = 120.0  # longest wait for a process to start consuming (HNSW build included)

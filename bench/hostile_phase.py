@@ -25,7 +25,7 @@ def _valid_rate(workload: Workload, records: list[InputRecord]) -> tuple[float, 
     return applied / (time.perf_counter() - start), applied
 
 
-def measure_hostile(workload: Workload, n_valid: int = 30_000, seed: int = 0) -> Figures:
+def measure_hostile(workload: Workload, n_valid: int = 20_000, seed: int = 0) -> Figures:
     """Rates on n_valid clean records, then on the same records with one hostile record per two."""
     valid = list(workload.records[:n_valid])
     mixed = list(valid)

@@ -175,8 +175,8 @@ def run_suite(config: BenchConfig, budget_s: float = BUDGET_S) -> Figures:
         ("rss", lambda: rss_growth(workload).figures()),
         ("profile", lambda: _profile(workload, f)),
         ("training", lambda: measure_training(config).figures()),
-        ("core", lambda: _cores(workload)),
         ("hostile", lambda: measure_hostile(workload)),
+        ("core", lambda: _cores(workload)),
     ]
     try:
         if config.needs_broker():
