@@ -110,6 +110,9 @@ class Runtime:
         key = user_key(user_id)
         async with self.lock:
             existed = key in self.store
+            # The partition the state was written to wins over the one computed from the key.
+            known = self.store.partition_of(key)
+            partition = partition if known is None else known
             if existed:
                 del self.store[key]
             self.ctx.feeds.pop(user_id, None)
