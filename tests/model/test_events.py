@@ -69,8 +69,11 @@ BAD_RECORDS: list[tuple[str, bytes, Reason]] = [
     ("string ts", record(ts=str(TS)), Reason.WRONG_TYPE),
     ("bool ts", record(ts=True), Reason.WRONG_TYPE),
     ("float ts", record(ts=float(TS)), Reason.WRONG_TYPE),
-    ("integer beyond 64 bits (parsed as float)", record(ts=0).replace(b'"ts":0', b'"ts":' + b"9" * 25),
-     Reason.WRONG_TYPE),
+    (
+        "integer beyond 64 bits (parsed as float)",
+        record(ts=0).replace(b'"ts":0', b'"ts":' + b"9" * 25),
+        Reason.WRONG_TYPE,
+    ),
     ("unknown type", record(type="view"), Reason.UNKNOWN_TYPE),
     ("type in the wrong case", record(type="Click"), Reason.UNKNOWN_TYPE),
     ("negative ts", record(ts=-1), Reason.BAD_TIMESTAMP),
@@ -90,8 +93,11 @@ BAD_RECORDS: list[tuple[str, bytes, Reason]] = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "reason"), [(raw, reason) for _, raw, reason in BAD_RECORDS],
-                         ids=[name for name, _, _ in BAD_RECORDS])
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [(raw, reason) for _, raw, reason in BAD_RECORDS],
+    ids=[name for name, _, _ in BAD_RECORDS],
+)
 def test_bad_record_is_rejected_with_its_reason(raw: bytes, reason: Reason) -> None:
     result = parse_event(raw)
     assert isinstance(result, Invalid), result
@@ -126,8 +132,16 @@ def test_non_finite_ts_from_python_is_a_bad_timestamp(value: float) -> None:
         record(query=""),  # a click may carry an empty query: only searches need one
         record(session_id="s1", referrer="home", price=9.5, nested={"a": [1, 2]}),
     ],
-    ids=["exactly 16 KiB", "min ts", "max ts", "256-char ids", "512-char query", "search without item",
-         "click with empty query", "extra fields"],
+    ids=[
+        "exactly 16 KiB",
+        "min ts",
+        "max ts",
+        "256-char ids",
+        "512-char query",
+        "search without item",
+        "click with empty query",
+        "extra fields",
+    ],
 )
 def test_valid_edge_cases_are_accepted(raw: bytes) -> None:
     assert isinstance(parse_event(raw), Event)
@@ -137,7 +151,12 @@ def test_parsed_fields_and_str_input() -> None:
     event = parse_event(record(SEARCH, session_id="s9", referrer="home").decode())
     assert isinstance(event, Event)
     assert (event.user_id, event.type, event.item_id, event.query, event.ts, event.session_id) == (
-        "u1", EventType.SEARCH, None, "red shoes", TS, "s9"
+        "u1",
+        EventType.SEARCH,
+        None,
+        "red shoes",
+        TS,
+        "s9",
     )
     assert "referrer" not in event.to_dict()
 
@@ -152,8 +171,14 @@ def test_event_id_is_deterministic_and_stable_across_resends() -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"user_id": "u2"}, {"type": "purchase"}, {"item_id": "i2"}, {"query": "q"}, {"ts": TS + 1},
-     {"session_id": "s1"}],
+    [
+        {"user_id": "u2"},
+        {"type": "purchase"},
+        {"item_id": "i2"},
+        {"query": "q"},
+        {"ts": TS + 1},
+        {"session_id": "s1"},
+    ],
     ids=lambda c: next(iter(c)),
 )
 def test_event_id_differs_when_any_field_differs(change: dict[str, Any]) -> None:
@@ -172,7 +197,7 @@ def test_explicit_event_id_is_kept() -> None:
     "event",
     [
         make_event("u1", EventType.CLICK, TS, item_id="i1"),
-        make_event("u1", EventType.SEARCH, TS, query="red \"shoes\" ✓", session_id="s1"),
+        make_event("u1", EventType.SEARCH, TS, query='red "shoes" ✓', session_id="s1"),
         make_event("ü", EventType.PURCHASE, MIN_TS_MS, item_id="i/1", event_id="kept"),
     ],
 )

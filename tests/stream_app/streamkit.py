@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream_app.broker import EmbeddedBroker, free_port
@@ -15,7 +16,7 @@ from stream_app.kafka import client_options
 from stream_app.settings import Settings
 from stream_app.workerproc import WorkerProcess, wait_until
 
-__all__ = ["WorkerProcess", "read_topic", "stream_settings", "wait_until"]
+__all__ = ["WorkerProcess", "latest_representations", "read_topic", "stream_settings", "wait_until"]
 
 
 def stream_settings(broker: EmbeddedBroker, tmp_path: Path, checkpoint: Path, **extra: Any) -> Settings:
@@ -68,3 +69,14 @@ def read_topic(settings: Settings, topic: str, idle_s: float = 3.0, max_s: float
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def latest_representations(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each user's representation message with the most events seen (re-sent outputs after a
+    restart repeat earlier counts, so "latest" is by events_seen, not by position)."""
+    last: dict[str, dict[str, Any]] = {}
+    for rec in read_topic(settings, settings.representations_topic, idle_s=2.0):
+        rep = orjson.loads(rec.value)
+        if rep["events_seen"] >= last.get(rep["user_id"], {}).get("events_seen", -1):
+            last[rep["user_id"]] = rep
+    return last

@@ -22,7 +22,13 @@ from stream_app.engine import ModelEngine
 from stream_app.kafka import ensure_topics
 from stream_app.offline import replay_states, representations
 from stream_app.replay import replay_events
-from tests.stream_app.streamkit import WorkerProcess, read_topic, stream_settings, wait_until
+from tests.stream_app.streamkit import (
+    WorkerProcess,
+    latest_representations,
+    read_topic,
+    stream_settings,
+    wait_until,
+)
 
 # Known issue: about 1 run in 4 loses one event for 2 of 815 users after the kills (the state
 # recovered for a user is one batch older than the committed input offset). Excluded from CI
@@ -54,12 +60,7 @@ def test_sigkill_three_times_keeps_states_exact(
         per_user = Counter(e.user_id for e in events)
 
         def final() -> dict[str, dict]:
-            last: dict[str, dict] = {}
-            for rec in read_topic(settings, settings.representations_topic, idle_s=2.0):
-                rep = orjson.loads(rec.value)
-                if rep["events_seen"] >= last.get(rep["user_id"], {}).get("events_seen", -1):
-                    last[rep["user_id"]] = rep
-            return last
+            return latest_representations(settings)
 
         # Done when every user's latest output has seen at least all of their events (the
         # recovered state alone, visible in the users gauge, says nothing about the backlog).

@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
 
 from model.events import Event
@@ -19,7 +18,7 @@ from stream_app.offline import replay_states, representations
 from stream_app.replay import replay_events
 from stream_app.settings import Settings
 from stream_app.workerproc import WorkerProcess
-from tests.stream_app.streamkit import read_topic, stream_settings, wait_until
+from tests.stream_app.streamkit import latest_representations, stream_settings, wait_until
 
 # Known issue (same recovery path as test_recovery): passed in 2 of 3 runs; excluded from CI
 # until the intermittent state-recovery gap is fixed; `make known-issues` runs it.
@@ -65,12 +64,7 @@ def test_second_worker_joins_and_leaves_mid_replay(
         )
 
         def final() -> dict[str, dict]:
-            last: dict[str, dict] = {}
-            for rec in read_topic(settings, settings.representations_topic, idle_s=2.0):
-                rep = orjson.loads(rec.value)
-                if rep["events_seen"] >= last.get(rep["user_id"], {}).get("events_seen", -1):
-                    last[rep["user_id"]] = rep
-            return last
+            return latest_representations(settings)
 
         wait_until(
             lambda: (
