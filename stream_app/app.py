@@ -5,7 +5,8 @@ writes each touched user once per batch straight into the table's store and hand
 values back; `Runtime.flush` sends them to the changelog with the batch API after the batch's
 outputs, then a one-record fence per partition so the broker's end offset is exact for the next
 recovery. Each user state records the last input offset applied, so a redelivered record is
-never applied twice, however the crash fell (see README, "Exactly-once state").
+never applied twice, however the crash fell; the store never lets recovery roll memory back
+to an older changelog record (see table_store and README, "Exactly-once state").
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from stream_app.records import BatchResult, InputRecord
 from stream_app.sender import BatchSender
 from stream_app.settings import Settings
 from stream_app.state import USER_KEY_PREFIX, last_event_ts, user_key, user_of_key
-from stream_app.table_store import TableStore
+from stream_app.table_store import STORE_SCHEME, TableStore
 from stream_app.trending import TrendingWindow
+from stream_app.watermarks import merged_mark, read_mark, repair_gaps, watermark_key
 
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "user-state"
-WATERMARK_KEY = b"w:watermark"
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Runtime:
     metrics: StreamMetrics
     sender: BatchSender
     changelog_topic: str
+    client_options: dict[str, Any] = field(default_factory=dict)  # for reading input gaps back
     reload_mtimes: dict[str, float] = field(default_factory=dict)
     # Serializes batches, deletions and evictions, so a tombstone never races a state write.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -70,8 +72,11 @@ class Runtime:
     async def handle(self, events: list[Any]) -> BatchResult:
         """Process one micro-batch end to end: core, outputs, state, fences, metrics."""
         async with self.lock:
-            result = process_batch(self.records_of(events), self.ctx)
+            records, gap_records = await repair_gaps(self.records_of(events), self.store, self.client_options)
+            result = process_batch(records, self.ctx)
             await self.flush(result)
+        if gap_records:
+            self.metrics.gap_records.inc(gap_records)
         self.metrics.observe(result.stats, time.time())
         return result
 
@@ -85,13 +90,20 @@ class Runtime:
                 records.append((self.changelog_topic, partition, key, value))
         await self.sender.send(records)
         input_parts = {p for (topic, p) in result.watermarks}
+        partitions = sorted(set(result.state_writes) | input_parts)
         fences = []
-        for partition in sorted(set(result.state_writes) | input_parts):
-            mark = {t: o for (t, p), o in result.watermarks.items() if p == partition}
-            fences.append(
-                self.sender.send_one(self.changelog_topic, partition, WATERMARK_KEY, orjson.dumps(mark))
-            )
+        for partition in partitions:
+            fences.append(self.fence(partition, merged_mark(self.store, partition, result.watermarks)))
         await asyncio.gather(*fences)
+
+    async def fence(self, partition: int, mark: dict[str, int]) -> None:
+        """A lone record closing a flush of one changelog partition; it carries the input
+        watermark (see watermarks.py), which memory holds too, as recovery would."""
+        key, value = watermark_key(partition), orjson.dumps(mark)
+        offset = await self.sender.send_one(self.changelog_topic, partition, key, value)
+        self.store[key] = value
+        self.store.note_partition(key, partition)
+        self.store.mark_written(partition, offset)
 
     async def promote(self, variant: str) -> None:
         """Serve one variant to every user, without a restart: "B" moves everyone to the
@@ -116,7 +128,8 @@ class Runtime:
             if existed:
                 del self.store[key]
             self.ctx.feeds.pop(user_id, None)
-            await self.sender.send_one(self.changelog_topic, partition, key, None)
+            offset = await self.sender.send_one(self.changelog_topic, partition, key, None)
+            self.store.mark_written(partition, offset)
         return existed
 
     async def evict_inactive(self, ttl_ms: int) -> int:
@@ -140,7 +153,7 @@ class Runtime:
                     records.append((self.changelog_topic, partition, key, None))
             await self.sender.send(records)
             for partition in sorted({r[1] for r in records}):
-                await self.sender.send_one(self.changelog_topic, partition, WATERMARK_KEY, b"{}")
+                await self.fence(partition, read_mark(self.store, partition))
         if doomed:
             self.metrics.evicted.inc(len(doomed))
             self.metrics.users.set(self.store.user_count())
@@ -174,7 +187,7 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         settings.app_id,
         broker=settings.broker,
         broker_credentials=faust_credentials(settings),
-        store="memory://",
+        store=f"{STORE_SCHEME}://",
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,
@@ -230,6 +243,7 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         metrics=metrics,
         sender=BatchSender(**client_options(settings)),
         changelog_topic=table.changelog_topic.get_topic_name(),
+        client_options=client_options(settings),
     )
     agents.register(rt)
     api.register(rt)

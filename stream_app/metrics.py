@@ -117,6 +117,11 @@ class StreamMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.gap_records = Counter(
+            "behavior_stream_input_gap_records",
+            "Input records read back because the input resumed past the recovered state",
+            registry=r,
+        )
         self.evicted = Counter("behavior_stream_evicted_users", "Users evicted by TTL or DELETE", registry=r)
         self.online_window = online_window
         self.online: dict[str, SlidingRankMetrics] = {}

@@ -90,10 +90,11 @@ class BatchSender:
             records.append((m.topic, part, m.key, m.value))
         await self.send(records)
 
-    async def send_one(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
-        """Send a single record alone in its batch and wait for it.
+    async def send_one(self, topic: str, partition: int, key: bytes, value: bytes | None) -> int:
+        """Send a single record alone in its batch, wait for it and return its offset.
 
         Used as a fence after a burst: Tansu reports a partition's end offset as the base offset
         of its last record batch + 1, so a one-record batch makes the end offset exact again.
         """
-        await (await self._producer.send(topic, value, key=key, partition=partition))
+        meta = await (await self._producer.send(topic, value, key=key, partition=partition))
+        return int(meta.offset)
