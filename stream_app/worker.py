@@ -54,7 +54,10 @@ def run_worker(settings: Settings) -> None:
         settings.web_port,
     )
     rt = build_app(settings, engine, treatment)
-    worker = Worker(rt.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # Logging is configured once, by the caller (one handler, so no line is written twice).
+    worker = Worker(
+        rt.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False
+    )
     quiet_logging(settings.log_level)
     worker.execute_from_commandline()
 
