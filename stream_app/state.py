@@ -15,10 +15,16 @@ import numpy as np
 
 from model.events import EVENT_TYPES
 
-CODEC_VERSION = 1
+CODEC_VERSION = 2
 # version, model tag, events seen, last offsets (input, repartition), last event ts, last seen,
-# session start, per-type session counts, then the lengths of the variable parts.
-_HEADER = struct.Struct("<BIIqqqqq" + "H" * len(EVENT_TYPES) + "BBBBHB")
+# session start, per-type session counts, then the lengths of the variable parts; version 2
+# adds the byte width of the history's item indices.
+_HEADER_V1 = struct.Struct("<BIIqqqqq" + "H" * len(EVENT_TYPES) + "BBBBHB")
+_HEADER = struct.Struct("<BIIqqqqq" + "H" * len(EVENT_TYPES) + "BBBBHBB")
+# History items are stored as index + 1 (the window's -1 padding becomes 0) in 3 bytes while
+# the model's input vocabulary allows, and event types as 4-bit codes, two per byte: together
+# 48 of the 160 bytes a 32-event window took in version 1.
+_NARROW_LIMIT = 1 << 24
 USER_KEY_PREFIX = b"u:"
 _LAST_TS = struct.Struct("<q")
 _LAST_TS_OFFSET = struct.calcsize("<BIIqq")  # version, tag, seen, two offsets
@@ -77,6 +83,7 @@ def user_of_key(key: bytes) -> str | None:
 def encode_state(state: UserState) -> bytes:
     """Serialize a user state to bytes."""
     sid = state.session_id.encode("utf-8")[:255]
+    width, items = _pack_items(np.asarray(state.history))
     header = _HEADER.pack(
         CODEC_VERSION,
         state.model_tag,
@@ -93,6 +100,7 @@ def encode_state(state: UserState) -> bytes:
         len(state.history),
         len(state.hidden),
         len(sid),
+        width,
     )
     return b"".join(
         (
@@ -100,12 +108,42 @@ def encode_state(state: UserState) -> bytes:
             np.asarray(state.recent_ids, dtype="<u4").tobytes(),
             np.asarray(state.carted, dtype="<i4").tobytes(),
             np.asarray(state.purchased, dtype="<i4").tobytes(),
-            np.asarray(state.history, dtype="<i4").tobytes(),
-            np.asarray(state.history_types, dtype="u1").tobytes(),
+            items,
+            _pack_nibbles(np.asarray(state.history_types, dtype="u1")),
             np.asarray(state.hidden, dtype="<f4").tobytes(),
             sid,
         )
     )
+
+
+def _pack_items(history: np.ndarray) -> tuple[int, bytes]:
+    """(width, bytes): index + 1 as unsigned little-endian, 3 bytes each when all fit."""
+    shifted = history.astype("<u4") + np.uint32(1)  # -1 wraps to 0xFFFFFFFF, + 1 gives 0
+    if shifted.size == 0 or int(shifted.max()) < _NARROW_LIMIT:
+        return 3, shifted.view("u1").reshape(-1, 4)[:, :3].tobytes()
+    return 4, shifted.tobytes()
+
+
+def _unpack_items(data: bytes, width: int, count: int) -> np.ndarray:
+    raw = np.frombuffer(data, dtype="u1", count=width * count).reshape(count, width)
+    padded = np.zeros((count, 4), "u1")
+    padded[:, :width] = raw
+    return padded.view("<u4").reshape(count).astype(np.int64).astype(np.int32) - 1
+
+
+def _pack_nibbles(types: np.ndarray) -> bytes:
+    if types.size and int(types.max()) > 0xF:
+        raise ValueError("event type codes must fit in 4 bits")
+    padded = np.zeros(types.size + types.size % 2, "u1")
+    padded[: types.size] = types
+    return (padded[0::2] | (padded[1::2] << 4)).astype("u1").tobytes()
+
+
+def _unpack_nibbles(data: bytes, count: int) -> np.ndarray:
+    packed = np.frombuffer(data, dtype="u1", count=(count + 1) // 2)
+    out = np.empty(packed.size * 2, "u1")
+    out[0::2], out[1::2] = packed & 0xF, packed >> 4
+    return out[:count].copy()
 
 
 def last_event_ts(data: bytes) -> int:
@@ -114,18 +152,23 @@ def last_event_ts(data: bytes) -> int:
 
 
 def decode_state(data: bytes) -> UserState:
-    """Deserialize bytes written by `encode_state`; raises StateCodecError on bad input."""
-    if len(data) < _HEADER.size or data[0] != CODEC_VERSION:
-        raise StateCodecError(f"state value of {len(data)} bytes is not codec version {CODEC_VERSION}")
-    fields = _HEADER.unpack_from(data)
+    """Deserialize bytes written by `encode_state` (this or the previous codec version);
+    raises StateCodecError on bad input."""
+    version = data[0] if data else -1
+    header = {1: _HEADER_V1, CODEC_VERSION: _HEADER}.get(version)
+    if header is None or len(data) < header.size:
+        raise StateCodecError(f"state value of {len(data)} bytes is not codec version 1 or {CODEC_VERSION}")
+    fields = header.unpack_from(data)
     n_types = len(EVENT_TYPES)
     _version, tag, seen, off, off_rep, last_ts, last_seen, s_start = fields[:8]
     counts = list(fields[8 : 8 + n_types])
-    n_recent, n_cart, n_purch, n_hist, n_hidden, n_sid = fields[8 + n_types :]
-    expected = _HEADER.size + 4 * (n_recent + n_cart + n_purch + n_hist) + n_hist + 4 * n_hidden + n_sid
-    if len(data) != expected:
+    n_recent, n_cart, n_purch, n_hist, n_hidden, n_sid = fields[8 + n_types : 14 + n_types]
+    width = fields[14 + n_types] if version == CODEC_VERSION else 4
+    types_len = (n_hist + 1) // 2 if version == CODEC_VERSION else n_hist
+    expected = header.size + 4 * (n_recent + n_cart + n_purch + n_hidden) + width * n_hist + types_len + n_sid
+    if width not in (3, 4) or len(data) != expected:
         raise StateCodecError(f"state value has {len(data)} bytes, header says {expected}")
-    pos = _HEADER.size
+    pos = header.size
 
     def take(dtype: str, count: int, width: int) -> np.ndarray:
         nonlocal pos
@@ -136,8 +179,13 @@ def decode_state(data: bytes) -> UserState:
     recent = take("<u4", n_recent, 4).tolist()
     carted = take("<i4", n_cart, 4).tolist()
     purchased = take("<i4", n_purch, 4).tolist()
-    history = take("<i4", n_hist, 4).copy()
-    history_types = take("u1", n_hist, 1).copy()
+    if version == CODEC_VERSION:
+        history = _unpack_items(data[pos : pos + width * n_hist], width, n_hist)
+        history_types = _unpack_nibbles(data[pos + width * n_hist : pos + width * n_hist + types_len], n_hist)
+        pos += width * n_hist + types_len
+    else:
+        history = take("<i4", n_hist, 4).copy()
+        history_types = take("u1", n_hist, 1).copy()
     hidden = take("<f4", n_hidden, 4).copy()
     sid = data[pos : pos + n_sid].decode("utf-8", errors="replace")
     return UserState(

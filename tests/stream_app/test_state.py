@@ -53,3 +53,56 @@ def test_bad_values_raise_codec_error(data: bytes) -> None:
 def test_user_keys() -> None:
     assert user_of_key(user_key("ü-1")) == "ü-1"
     assert user_of_key(b"w:watermark") is None
+
+
+def assert_same(a: UserState, b: UserState) -> None:
+    for name in UserState.__slots__:
+        x, y = getattr(a, name), getattr(b, name)
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y)
+            assert x.dtype == y.dtype, name
+        else:
+            assert x == y, name
+
+
+def test_wide_item_indices_and_odd_windows_round_trip() -> None:
+    st = sample_state()
+    st.history = np.array([-1, 0, (1 << 24) - 2, (1 << 24) - 1, 2**31 - 2], np.int32)  # needs 4 bytes
+    st.history_types = np.array([4, 3, 2, 1, 0], np.uint8)
+    wide = encode_state(st)
+    assert_same(decode_state(wide), st)
+    st.history, st.history_types = st.history[:3], st.history_types[:3]  # fits 3 bytes, odd length
+    narrow = encode_state(st)
+    assert_same(decode_state(narrow), st)
+    assert len(wide) - len(narrow) == 2 * 4 + 3 * 1 + 1  # two items dropped, one byte per item saved
+
+
+def encode_v1(st: UserState) -> bytes:
+    """The previous codec (4-byte items, one byte per type), written out independently."""
+    from stream_app.state import _HEADER_V1
+
+    sid = st.session_id.encode()
+    header = _HEADER_V1.pack(
+        1, st.model_tag, st.events_seen, st.last_offset, st.last_offset_repart, st.last_ts,
+        st.last_seen_ms, st.session_start, *st.session_counts, len(st.recent_ids), len(st.carted),
+        len(st.purchased), len(st.history), len(st.hidden), len(sid),
+    )  # fmt: skip
+    return b"".join(
+        [
+            header,
+            np.asarray(st.recent_ids, "<u4").tobytes(),
+            np.asarray(st.carted, "<i4").tobytes(),
+            np.asarray(st.purchased, "<i4").tobytes(),
+            np.asarray(st.history, "<i4").tobytes(),
+            np.asarray(st.history_types, "u1").tobytes(),
+            np.asarray(st.hidden, "<f4").tobytes(),
+            sid,
+        ]
+    )
+
+
+def test_states_written_by_the_previous_codec_still_decode() -> None:
+    st = sample_state()
+    old = encode_v1(st)
+    assert_same(decode_state(old), st)
+    assert len(encode_state(st)) < len(old)
