@@ -37,7 +37,7 @@ class MonotonicMemoryStore(FaustMemoryStore):
         # partition -> highest changelog offset reflected in memory
         self.reflected: dict[int, int] = {}
         self.skipped_records = 0
-        self.skipped_stale = 0  # skipped records whose value differed from memory: the rollbacks avoided
+        self.skipped_stale = 0  # skipped records whose value differed from memory
 
     def apply_changelog_batch(
         self, batch: Iterable[EventT], to_key: Callable[[Any], Any], to_value: Callable[[Any], Any]
@@ -55,9 +55,11 @@ class MonotonicMemoryStore(FaustMemoryStore):
             self.reflected[m.partition] = m.offset
             fresh.append(event)
         if stale:
+            # Expected on every rebalance (kept partitions are re-read); applying these records
+            # would have moved users back until the re-read caught up, or for good if it fell short.
             self.skipped_stale += stale
-            log.warning(
-                "ignored %d changelog records older than the state in memory (%d so far)",
+            log.info(
+                "skipped %d changelog records older than the state in memory (%d so far)",
                 stale,
                 self.skipped_stale,
             )

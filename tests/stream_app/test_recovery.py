@@ -1,8 +1,9 @@
 """Crash recovery on the real broker: SIGKILL the worker three times mid-replay; states stay exact.
 
 The mechanism (README, "Exactly-once state"): outputs, then state records, then a one-record
-fence per changelog partition are sent before a batch's input offsets are acknowledged, and
-every user state carries the last input offset applied, so a redelivered record is skipped.
+fence per changelog partition (carrying the input watermark) are sent before a batch's input
+offsets are acknowledged; every user state carries the last input offset applied, so a
+redelivered record is skipped; the store never applies a changelog record older than memory.
 """
 
 from __future__ import annotations
@@ -30,10 +31,7 @@ from tests.stream_app.streamkit import (
     wait_until,
 )
 
-# Known issue: about 1 run in 4 loses one event for 2 of 815 users after the kills (the state
-# recovered for a user is one batch older than the committed input offset). Excluded from CI
-# until fixed; `make known-issues` runs it. See the issue 7 note.
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(900), pytest.mark.known_issue]
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
 
 
 def test_sigkill_three_times_keeps_states_exact(

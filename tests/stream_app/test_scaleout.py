@@ -20,9 +20,7 @@ from stream_app.settings import Settings
 from stream_app.workerproc import WorkerProcess
 from tests.stream_app.streamkit import latest_representations, stream_settings, wait_until
 
-# Known issue (same recovery path as test_recovery): passed in 2 of 3 runs; excluded from CI
-# until the intermittent state-recovery gap is fixed; `make known-issues` runs it.
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(900), pytest.mark.known_issue]
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
 
 
 def applied(*workers: WorkerProcess) -> float:
