@@ -82,6 +82,7 @@ def register(rt: Runtime) -> None:
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_sender(app: Any, **kwargs: Any) -> None:
         await rt.sender.stop()
+        await rt.gap_reader.stop()
 
     watched: dict[Variant, Path | None] = {"A": settings.checkpoint, "B": settings.ab_checkpoint}
 

@@ -31,7 +31,7 @@ from stream_app.settings import Settings
 from stream_app.state import USER_KEY_PREFIX, last_event_ts, user_key, user_of_key
 from stream_app.table_store import STORE_SCHEME, TableStore
 from stream_app.trending import TrendingWindow
-from stream_app.watermarks import merged_mark, read_mark, repair_gaps, watermark_key
+from stream_app.watermarks import GapReader, merged_mark, read_mark, repair_gaps, watermark_key
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Runtime:
     metrics: StreamMetrics
     sender: BatchSender
     changelog_topic: str
-    client_options: dict[str, Any] = field(default_factory=dict)  # for reading input gaps back
+    gap_reader: GapReader
     reload_mtimes: dict[str, float] = field(default_factory=dict)
     # Serializes batches, deletions and evictions, so a tombstone never races a state write.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -72,7 +72,7 @@ class Runtime:
     async def handle(self, events: list[Any]) -> BatchResult:
         """Process one micro-batch end to end: core, outputs, state, fences, metrics."""
         async with self.lock:
-            records, gap_records = await repair_gaps(self.records_of(events), self.store, self.client_options)
+            records, gap_records = await repair_gaps(self.records_of(events), self.store, self.gap_reader)
             result = process_batch(records, self.ctx)
             await self.flush(result)
         if gap_records:
@@ -243,7 +243,7 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         metrics=metrics,
         sender=BatchSender(**client_options(settings)),
         changelog_topic=table.changelog_topic.get_topic_name(),
-        client_options=client_options(settings),
+        gap_reader=GapReader(client_options(settings)),
     )
     agents.register(rt)
     api.register(rt)
