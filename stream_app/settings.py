@@ -68,9 +68,6 @@ class Settings(BaseSettings):
     )
     online_window: int = Field(10_000, ge=1, description="Predictions in the sliding online metrics")
     state_ttl_s: float | None = Field(None, gt=0, description="Evict users inactive this long (event time)")
-    gc_freeze: bool = Field(
-        True, description="Freeze the startup heap (model, vocabulary) out of the collector's full passes"
-    )
 
     # Web
     web_host: str = Field("127.0.0.1", description="HTTP bind address (loopback by default)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 
 import faiss
@@ -60,11 +59,6 @@ def run_worker(settings: Settings) -> None:
         rt.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False
     )
     quiet_logging(settings.log_level)
-    # The model, the vocabulary (one string per item) and the app are alive for the whole run:
-    # frozen, they leave the collector's full passes, which otherwise stall the loop periodically.
-    if settings.gc_freeze:
-        gc.collect()
-        gc.freeze()
     worker.execute_from_commandline()
 
 
