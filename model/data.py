@@ -139,7 +139,6 @@ def write_jsonl(events: Iterable[Event], path: str | Path) -> int:
     return count
 
 
-
 def group_by_user(events: Iterable[Event]) -> dict[str, list[Event]]:
     """Events per user, users in first-appearance order, each list in input order."""
     groups: dict[str, list[Event]] = {}

@@ -117,7 +117,7 @@ def test_topics_service_creates_every_topic(compose: dict[str, Any], settings_fr
 
     app = faust.App(worker.app_id, autodiscover=False)
     changelog = app.Table(STATE_TABLE, partitions=worker.partitions).changelog_topic.get_topic_name()
-    leader = app._leader_assignor._leader_topic_name
+    leader = app._leader_assignor._leader_topic_name  # type: ignore[attr-defined]
     created = {m[0]: (m[1], m[2]) for m in CREATE_LINE.findall(compose["services"]["topics"]["command"][0])}
     assert list(created) == [*stream_topics(defaults), changelog, leader]
 

@@ -15,7 +15,7 @@ from model.data import eval_sequences, load_events, time_split
 from model.evaluate import EvalConfig, evaluate, write_metrics
 from model.events import Event, EventType, make_event
 from model.ranking import drop_unseen_items, next_item_targets, rank_targets
-from model.scoring import EvalSequence
+from model.scoring import EvalSequence, NextItemScorer
 from model.vocab import ItemVocab
 
 T0 = 1_600_000_000_000
@@ -113,7 +113,8 @@ def test_batched_scorer_gives_the_same_ranks_as_per_sequence_calls() -> None:
     ]
     targets = next_item_targets(seqs, vocab)
     plain = rank_targets(FirstOrderMarkov().fit(train, vocab), seqs, targets, 3, batch_size=2, max_rows=4)
-    batched_scorer = ReversedBatch().fit(train, vocab)
+    batched_scorer = ReversedBatch()
+    batched_scorer.fit(train, vocab)
     batched = rank_targets(batched_scorer, seqs, targets, 3, batch_size=2, max_rows=4)
     assert np.array_equal(plain.ranks, batched.ranks)
     assert np.array_equal(plain.top_k, batched.top_k)
@@ -155,7 +156,10 @@ def test_evaluate_oracle_and_constant_scorers() -> None:
 
 def test_evaluate_metrics_json_roundtrip(tmp_path: Path) -> None:
     history, seqs, vocab = _small_split()
-    scorers = [MostPopular().fit(history, vocab), FirstOrderMarkov().fit(history, vocab)]
+    scorers: list[NextItemScorer] = [
+        MostPopular().fit(history, vocab),
+        FirstOrderMarkov().fit(history, vocab),
+    ]
     metrics = evaluate(
         seqs,
         vocab,

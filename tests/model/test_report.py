@@ -12,6 +12,7 @@ from model.data import eval_sequences
 from model.evaluate import EvalConfig, evaluate
 from model.events import EventType, make_event
 from model.report import headline_k, next_item_table, write_report
+from model.scoring import NextItemScorer
 from model.vocab import ItemVocab
 
 T0 = 1_600_000_000_000
@@ -30,7 +31,10 @@ def small_metrics(fmt: str) -> dict[str, Any]:
         for m in range(5)
     ]
     vocab = ItemVocab.build(e.item_id for e in history)
-    scorers = [MostPopular().fit(history, vocab), FirstOrderMarkov().fit(history, vocab)]
+    scorers: list[NextItemScorer] = [
+        MostPopular().fit(history, vocab),
+        FirstOrderMarkov().fit(history, vocab),
+    ]
     return evaluate(
         eval_sequences(history, test),
         vocab,

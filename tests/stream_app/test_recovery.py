@@ -46,7 +46,7 @@ def test_sigkill_three_times_keeps_states_exact(
     for kill in range(3):
         worker = WorkerProcess(settings, log).start()
         worker.wait_ready()
-        wait_until(lambda w=worker: w.metrics().get("behavior_stream_users", 0) > 0, 60, "no progress")
+        wait_until(lambda: worker.metrics().get("behavior_stream_users", 0) > 0, 60, "no progress")  # noqa: B023
         delay = rng.uniform(1.0, 4.0)
         asyncio.run(asyncio.sleep(delay))
         users = worker.metrics().get("behavior_stream_users", 0)

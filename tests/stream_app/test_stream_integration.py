@@ -50,7 +50,8 @@ def build_stream(events: list[Event], n_bad: int, n_dup: int, seed: int = 0) -> 
     rng = random.Random(seed)
     bad_at = set(rng.sample(range(len(events)), n_bad))
     dup_at = set(rng.sample(range(len(events)), n_dup))
-    records, reasons = [], Counter()
+    records: list[tuple[bytes | None, bytes]] = []
+    reasons: Counter[str] = Counter()
     for i, ev in enumerate(events):
         key = ev.user_id.encode()
         records.append((key, ev.to_json()))
