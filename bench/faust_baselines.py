@@ -25,6 +25,7 @@ from bench.config import NO_SCORING
 from bench.rates import ProgressFile, Rate, read_progress, watch
 from bench.workload import Workload, drop_topics
 from model.events import Invalid, parse_event
+from stream_app.app import faust_options
 from stream_app.engine import ModelEngine
 from stream_app.settings import Settings, load_settings
 from stream_app.state import decode_state, encode_state
@@ -35,22 +36,9 @@ MODE_ENV, PROGRESS_ENV, TARGET_ENV = "BENCH_MODE", "BENCH_PROGRESS", "BENCH_TARG
 
 
 def faust_app(settings: Settings) -> faust.App:
-    """A Faust app with the same consumer, commit and serializer settings as `stream_app.app.build_app`."""
-    return faust.App(
-        settings.app_id,
-        broker=settings.broker,
-        store="memory://",
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.partitions,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        broker_commit_interval=settings.commit_interval_s,
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        datadir=str(settings.data_dir),
-        autodiscover=False,
-    )
+    """A Faust app with the worker's consumer, commit and serializer options and Faust's own
+    memory store (the baselines are plain Faust)."""
+    return faust.App(settings.app_id, **faust_options(settings), store="memory://", web_enabled=False)
 
 
 def register_trivial(app: faust.App, settings: Settings, progress: ProgressFile, mode: Mode) -> None:

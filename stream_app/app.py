@@ -179,30 +179,38 @@ def faust_credentials(settings: Settings) -> Any:
     )
 
 
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """Broker, consumer, commit and serializer options of every Faust app built from settings
+    (the worker's, and the benchmark's Faust baselines, so they are compared like for like)."""
+    return {
+        "broker": settings.broker,
+        "broker_credentials": faust_credentials(settings),
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+        "broker_commit_interval": settings.commit_interval_s,
+        "consumer_auto_offset_reset": "earliest",
+        "datadir": str(settings.data_dir),
+        "autodiscover": False,
+    }
+
+
 def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | None = None) -> Runtime:
     """Create the Faust app with its topics, table, agents, timers and web views."""
     from stream_app import agents, api
 
     app = faust.App(
         settings.app_id,
-        broker=settings.broker,
-        broker_credentials=faust_credentials(settings),
+        **faust_options(settings),
         store=f"{STORE_SCHEME}://",
-        key_serializer="raw",
-        value_serializer="raw",
-        topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
         table_standby_replicas=settings.standby_replicas,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        broker_commit_interval=settings.commit_interval_s,
-        consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_advertised_host or settings.web_host,
         web_port=settings.web_port,
-        datadir=str(settings.data_dir),
-        autodiscover=False,
     )
     table = app.Table(
         STATE_TABLE,

@@ -128,7 +128,7 @@ def _unpack_items(data: bytes, width: int, count: int) -> np.ndarray:
     raw = np.frombuffer(data, dtype="u1", count=width * count).reshape(count, width)
     padded = np.zeros((count, 4), "u1")
     padded[:, :width] = raw
-    return padded.view("<u4").reshape(count).astype(np.int64).astype(np.int32) - 1
+    return (padded.view("<u4").reshape(count).astype(np.int64) - 1).astype(np.int32)
 
 
 def _pack_nibbles(types: np.ndarray) -> bytes:
