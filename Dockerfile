@@ -16,8 +16,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 
 COPY pyproject.toml README.md /tmp/src/
-COPY model /tmp/src/model
-COPY stream_app /tmp/src/stream_app
+COPY src /tmp/src/src
 RUN pip install /tmp/src && rm -rf /tmp/src
 
 # Unprivileged user (numeric, so orchestrators can verify runAsNonRoot). Faust's data directory

@@ -12,10 +12,10 @@ import faust
 import pytest
 import yaml
 
-from stream_app.app import STATE_TABLE
-from stream_app.kafka import DEFAULT_TOPIC_CONFIG, stream_topics
-from stream_app.metrics import StreamMetrics
-from stream_app.settings import Settings
+from behavior_stream.stream.runtime.app import STATE_TABLE
+from behavior_stream.stream.runtime.kafka import DEFAULT_TOPIC_CONFIG, stream_topics
+from behavior_stream.stream.runtime.prometheus import StreamMetrics
+from behavior_stream.stream.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

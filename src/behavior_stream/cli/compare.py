@@ -1,0 +1,92 @@
+"""`behavior-stream compare`: two checkpoints side by side, with paired bootstrap CIs of every difference."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from behavior_stream.cli.evaluate import history_and_test, parse_ks, split_inputs, split_settings
+from behavior_stream.cli.options import parse_format
+from behavior_stream.data.loaders import FORMATS
+
+log = logging.getLogger(__name__)
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def compare_table(result: dict[str, Any]) -> str:
+    """Markdown table of every row: A, B, B - A with its 95% CI, and which is significantly better."""
+    lines = [
+        f"A = {result['a']['name']}, B = {result['b']['name']}; difference = B - A",
+        "",
+        "| group | metric | A | B | B - A | 95% CI | significant |",
+        "|---|---|---:|---:|---:|---|---|",
+    ]
+    for r in result["rows"]:
+        ci = "-" if r["ci95"] is None else f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]"
+        sig = "-" if r["significant"] is None else ("yes" if r["significant"] else "no")
+        if r["winner"]:
+            sig += f" ({r['winner']} better)"
+        values = " | ".join(_cell(r[key]) for key in ("a", "b", "diff"))
+        lines.append(f"| {r['group']} | {r['metric']} | {values} | {ci} | {sig} |")
+    return "\n".join(lines)
+
+
+def compare_command(
+    checkpoint_a: Annotated[Path, typer.Argument(metavar="A", help="First checkpoint (.pt).", exists=True)],
+    checkpoint_b: Annotated[Path, typer.Argument(metavar="B", help="Second checkpoint (.pt).", exists=True)],
+    inputs: Annotated[list[str], typer.Argument(metavar="DATA", help="Events file (the training data).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "jsonl",
+    test: Annotated[Path | None, typer.Option(help="Separate test file; DATA is then all history.")] = None,
+    purchases: Annotated[Path | None, typer.Option(help="DIGINETICA purchases file.")] = None,
+    k: Annotated[list[str] | None, typer.Option("--k", help="Cut-offs, e.g. --k 5 10 20.")] = None,
+    out: Annotated[Path, typer.Option(help="Output directory for compare.json.")] = Path("compare"),
+    valid_frac: Annotated[float | None, typer.Option(help="Default: checkpoint A's, else 0.1.")] = None,
+    test_frac: Annotated[float | None, typer.Option(help="Default: checkpoint A's, else 0.1.")] = None,
+    split_unit: Annotated[
+        str | None, typer.Option(help="event|sequence; default: checkpoint A's, format's.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap and probe-split seed.")] = 0,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+    knn_k: Annotated[int, typer.Option(help="Neighbours for the k-NN agreement.")] = 10,
+    gru4rec_compat: Annotated[
+        bool | None, typer.Option(help="Drop unseen-item events before evaluating; default: on for gru4rec.")
+    ] = None,
+) -> None:
+    """Compare two checkpoints on next-item, purchase, probe, geometry and stability metrics."""
+    from behavior_stream.evaluation.compare import CompareConfig, compare_checkpoints, write_compare
+    from behavior_stream.evaluation.probes import ProbeConfig
+    from behavior_stream.nn.checkpoint import load_checkpoint
+
+    data, loose = split_inputs(inputs)
+    ks = parse_ks(k or [], loose)
+    fmt_ = parse_format(fmt)
+    a, b = load_checkpoint(checkpoint_a), load_checkpoint(checkpoint_b)
+    train_a, train_b = (m.metadata.get("train_config", {}) for m in (a, b))
+    split = split_settings(train_a, valid_frac, test_frac, split_unit, fmt_)
+    split_settings(train_b, *split, fmt_)  # warns when B was trained on another split
+    history, test_events, categories, dataset = history_and_test(data, fmt_, test, purchases, split)
+    dataset |= {"checkpoint_a": str(checkpoint_a), "checkpoint_b": str(checkpoint_b)}
+    # Labels may need items outside either catalog: the data's categories win over the checkpoints'.
+    categories = {**(a.item_categories or {}), **(b.item_categories or {}), **categories}
+    drop_unseen = gru4rec_compat if gru4rec_compat is not None else fmt == "gru4rec"
+    config = CompareConfig(
+        ks=ks,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        drop_unseen=drop_unseen,
+        knn_k=knn_k,
+        probe=ProbeConfig(seed=seed),
+    )
+    result = compare_checkpoints(a, b, history, test_events, categories, config, dataset)
+    path = write_compare(result, out)
+    counts = result["counts"]
+    typer.echo(f"{counts['sequences']:,} test sequences, {counts['probe_users']:,} probe users\n")
+    typer.echo(compare_table(result))
+    typer.echo(f"\nwrote {path}")

@@ -1,0 +1,289 @@
+"""Row readers for the supported input formats: each turns lines of a file into events or rejects.
+
+Every row goes through `behavior_stream.schema.events.validate_event`, so a loader can never produce an event that
+the stream would reject. Malformed rows become `Rejected` values and never abort a read.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import io
+import math
+from collections import Counter
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from behavior_stream.schema.events import Event, EventType, Invalid, Reason, parse_event, validate_event
+
+
+class RowReason(StrEnum):
+    """Why a CSV/TSV row was rejected before schema validation (schema reasons use `Reason`)."""
+
+    WRONG_FIELD_COUNT = "wrong_field_count"
+    BAD_NUMBER = "bad_number"
+    BAD_DATE = "bad_date"
+    UNKNOWN_BEHAVIOR = "unknown_behavior"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A row that produced no event: where it was, why, and its raw bytes (for a dead-letter topic)."""
+
+    source: str
+    line: int
+    reason: str
+    detail: str
+    raw: bytes
+
+
+@dataclass
+class LoadReport:
+    """What a read did. `rows` counts data rows of every file read (purchases included), so
+    rows == events + n_malformed + purchases_without_session; `seconds` is set by `load_events`."""
+
+    path: str
+    format: str
+    rows: int = 0
+    events: int = 0
+    malformed: Counter[str] = field(default_factory=Counter)
+    purchase_rows: int = 0
+    purchases_without_session: int = 0
+    seconds: float = 0.0
+
+    @property
+    def n_malformed(self) -> int:
+        """Total rejected rows over all reasons."""
+        return sum(self.malformed.values())
+
+    def summary(self) -> str:
+        """One human-readable line."""
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(self.malformed.items())) or "none"
+        text = (
+            f"{self.format} {Path(self.path).name}: {self.rows:,} rows -> {self.events:,} events, "
+            f"{self.n_malformed:,} malformed ({reasons})"
+        )
+        if self.purchase_rows:
+            text += (
+                f", {self.purchase_rows:,} purchase rows "
+                f"({self.purchases_without_session:,} without a session in the views)"
+            )
+        return f"{text}, {self.seconds:.2f}s"
+
+
+TAOBAO_BEHAVIORS: dict[str, EventType] = {
+    "pv": EventType.CLICK,
+    "cart": EventType.ADD_TO_CART,
+    "fav": EventType.FAVORITE,
+    "buy": EventType.PURCHASE,
+}
+DIGINETICA_VIEWS = ("session_id", "item_id", "timeframe", "eventdate")
+DIGINETICA_PURCHASES = ("sessionId", "timeframe", "eventdate", "itemId")
+GRU4REC_COLUMNS = ("SessionId", "ItemId", "Time")
+DIGINETICA_CATEGORIES_FILE = "product-categories.csv"
+
+Row = Event | Rejected
+
+
+def open_binary(path: Path, mode: Literal["rb", "wb"] = "rb") -> io.BufferedIOBase:
+    """Open a file for bytes, gzip-(de)compressed when its name ends in `.gz`; the caller closes it."""
+    if path.suffix == ".gz":
+        return gzip.open(path, mode)
+    # Literal modes (not `mode`) so the buffered reader/writer types are known.
+    return open(path, "rb") if mode == "rb" else open(path, "wb")
+
+
+def _lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
+    """1-based line numbers and lines without their line ending."""
+    with open_binary(path) as f:
+        for number, line in enumerate(f, 1):
+            yield number, line.rstrip(b"\r\n")
+
+
+class _Table:
+    """A delimited file with a header: column positions by name, then rows as string fields."""
+
+    def __init__(self, path: Path, sep: str, required: tuple[str, ...]) -> None:
+        self.path, self.sep = path, sep
+        self._lines = _lines(path)
+        first = next(self._lines, None)
+        header = first[1].decode("utf-8", errors="replace").lstrip("\ufeff").split(sep) if first else []
+        missing = [name for name in required if name not in header]
+        if missing:
+            self._lines.close()
+            raise ValueError(f"{path}: header {header!r} lacks column(s) {missing} (separator {sep!r})")
+        self.width = len(header)
+        self.col = {name: header.index(name) for name in required}
+
+    def rows(self) -> Iterator[tuple[int, bytes, list[str] | Rejected]]:
+        """(line, raw, fields) per data row; fields is a `Rejected` when the row cannot be split."""
+        for number, raw in self._lines:
+            yield number, raw, _split(str(self.path), number, raw, self.sep, self.width)
+
+
+def _split(source: str, number: int, raw: bytes, sep: str, width: int) -> list[str] | Rejected:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(source, number, Reason.NOT_UTF8, f"invalid UTF-8 at byte {exc.start}", raw)
+    fields = text.split(sep)
+    if len(fields) != width:
+        detail = f"{len(fields)} fields, expected {width}"
+        return Rejected(source, number, RowReason.WRONG_FIELD_COUNT, detail, raw)
+    return fields
+
+
+def _validated(record: dict[str, Any], source: str, number: int, raw: bytes) -> Row:
+    result = validate_event(record)
+    if isinstance(result, Invalid):
+        return Rejected(source, number, result.reason, result.detail, raw)
+    return result
+
+
+def _session_record(session: str, type_: EventType, item: str, ts: int) -> dict[str, Any]:
+    """A schema record for session datasets, where each session stands for one user."""
+    return {"user_id": session, "session_id": session, "type": type_, "item_id": item, "ts": ts}
+
+
+def read_jsonl(path: Path) -> Iterator[Row]:
+    """One schema JSON object per line; blank lines are not rows."""
+    for number, raw in _lines(path):
+        if not raw.strip():
+            continue
+        result = parse_event(raw)
+        if isinstance(result, Invalid):
+            yield Rejected(str(path), number, result.reason, result.detail, raw)
+        else:
+            yield result
+
+
+def read_taobao(path: Path, categories: dict[str, str]) -> Iterator[Row]:
+    """Taobao UserBehavior CSV `user,item,category,behavior,ts_seconds` (no header)."""
+    source = str(path)
+    for number, raw in _lines(path):
+        fields = _split(source, number, raw, ",", 5)
+        if isinstance(fields, Rejected):
+            yield fields
+            continue
+        user, item, category, behavior, seconds = fields
+        type_ = TAOBAO_BEHAVIORS.get(behavior)
+        if type_ is None:
+            yield Rejected(source, number, RowReason.UNKNOWN_BEHAVIOR, f"behavior {behavior[:40]!r}", raw)
+            continue
+        try:
+            ts = int(seconds) * 1000
+        except ValueError:
+            yield Rejected(source, number, RowReason.BAD_NUMBER, f"timestamp {seconds[:40]!r}", raw)
+            continue
+        row = _validated({"user_id": user, "type": type_, "item_id": item, "ts": ts}, source, number, raw)
+        if isinstance(row, Event) and category:
+            # First category seen wins: the source has a handful of items listed under two.
+            categories.setdefault(item, category)
+        yield row
+
+
+def _day_ms(day: str, cache: dict[str, int]) -> int:
+    """Midnight UTC of an ISO date in ms; raises ValueError for a malformed date."""
+    ms = cache.get(day)
+    if ms is None:
+        ms = cache[day] = calendar.timegm(date.fromisoformat(day).timetuple()) * 1000
+    return ms
+
+
+def _diginetica_ts(day: str, timeframe: str, days: dict[str, int]) -> int | tuple[RowReason, str]:
+    try:
+        offset = int(timeframe)
+    except ValueError:
+        return RowReason.BAD_NUMBER, f"timeframe {timeframe[:40]!r}"
+    try:
+        return _day_ms(day, days) + offset
+    except ValueError:
+        return RowReason.BAD_DATE, f"eventdate {day[:40]!r}"
+
+
+def read_diginetica(path: Path, purchases: Path | None, report: LoadReport) -> Iterator[Row]:
+    """DIGINETICA item views (each session is a user), then the purchases of those sessions."""
+    days: dict[str, int] = {}
+    # Session -> midnight of its first view's day: a purchase's timeframe counts from the session
+    # start, while its own eventdate is the day of the purchase, often days later.
+    session_day: dict[str, str] = {}
+    views = _Table(path, ";", DIGINETICA_VIEWS)
+    session, item, timeframe, day = (views.col[c] for c in DIGINETICA_VIEWS)
+    for number, raw, fields in views.rows():
+        if isinstance(fields, Rejected):
+            yield fields
+            continue
+        ts = _diginetica_ts(fields[day], fields[timeframe], days)
+        if isinstance(ts, tuple):
+            yield Rejected(str(path), number, ts[0], ts[1], raw)
+            continue
+        sid = fields[session]
+        row = _validated(_session_record(sid, EventType.CLICK, fields[item], ts), str(path), number, raw)
+        if isinstance(row, Event):
+            session_day.setdefault(sid, fields[day])
+        yield row
+    if purchases is not None:
+        yield from _diginetica_purchases(purchases, session_day, days, report)
+
+
+def _diginetica_purchases(
+    path: Path, session_day: dict[str, str], days: dict[str, int], report: LoadReport
+) -> Iterator[Row]:
+    table = _Table(path, ";", DIGINETICA_PURCHASES)
+    session, timeframe, item = (table.col[c] for c in ("sessionId", "timeframe", "itemId"))
+    for number, raw, fields in table.rows():
+        report.purchase_rows += 1
+        if isinstance(fields, Rejected):
+            yield fields
+            continue
+        sid = fields[session]
+        day = session_day.get(sid)
+        if day is None:
+            # Not malformed: the purchases file covers all sessions, the views only a sample.
+            report.purchases_without_session += 1
+            report.rows += 1
+            continue
+        ts = _diginetica_ts(day, fields[timeframe], days)
+        if isinstance(ts, tuple):
+            yield Rejected(str(path), number, ts[0], ts[1], raw)
+            continue
+        yield _validated(_session_record(sid, EventType.PURCHASE, fields[item], ts), str(path), number, raw)
+
+
+def diginetica_categories(views: Path, items: set[str]) -> dict[str, str]:
+    """Item -> category from `product-categories.csv` beside the views file ({} when absent)."""
+    path = views.parent / DIGINETICA_CATEGORIES_FILE
+    if not path.exists():
+        return {}
+    table = _Table(path, ";", ("itemId", "categoryId"))
+    item_col, category_col = table.col["itemId"], table.col["categoryId"]
+    categories: dict[str, str] = {}
+    for _, _, fields in table.rows():
+        if not isinstance(fields, Rejected) and fields[item_col] in items and fields[category_col]:
+            categories.setdefault(fields[item_col], fields[category_col])
+    return categories
+
+
+def read_gru4rec(path: Path) -> Iterator[Row]:
+    """GRU4Rec TSV `SessionId<TAB>ItemId<TAB>Time` (seconds, may be fractional); all clicks."""
+    table = _Table(path, "\t", GRU4REC_COLUMNS)
+    session, item, time = (table.col[c] for c in GRU4REC_COLUMNS)
+    source = str(path)
+    for number, raw, fields in table.rows():
+        if isinstance(fields, Rejected):
+            yield fields
+            continue
+        try:
+            seconds = float(fields[time])
+        except ValueError:
+            yield Rejected(source, number, RowReason.BAD_NUMBER, f"Time {fields[time][:40]!r}", raw)
+            continue
+        if not math.isfinite(seconds):
+            yield Rejected(source, number, Reason.BAD_TIMESTAMP, f"Time {fields[time]!r} is not finite", raw)
+            continue
+        record = _session_record(fields[session], EventType.CLICK, fields[item], round(seconds * 1000))
+        yield _validated(record, source, number, raw)

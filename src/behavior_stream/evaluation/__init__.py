@@ -1,0 +1,1 @@
+"""The evaluation system: protocol, metrics, baselines, ranking, probes, comparison, report."""

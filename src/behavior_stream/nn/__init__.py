@@ -1,0 +1,1 @@
+"""The GRU/LSTM sequence model: config, features, network (`step` == `forward`), checkpoints."""

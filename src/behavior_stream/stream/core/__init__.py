@@ -1,0 +1,1 @@
+"""The runtime-free processing core: `process_batch` and what it works on (no Kafka, no Faust)."""

@@ -1,0 +1,93 @@
+"""Top-K retrieval over the catalog: exact matrix scoring, or HNSW (faiss) for large catalogs.
+
+The model's score is `q . e_i + b_i` plus a repeat bonus on the user's recent items. The
+approximate path folds the bias into the vectors (`[q, 1] . [e_i, b_i]`), asks HNSW for a few
+more candidates than K, adds the user's history items, and re-scores that small set exactly,
+so only the catalog part is approximate.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import faiss
+import numpy as np
+import torch
+from torch import Tensor
+
+from behavior_stream.nn.network import SequenceModel
+
+log = logging.getLogger(__name__)
+
+EXACT_CHUNK = 256  # users scored per matrix product; bounds memory at 256 x n_items floats
+
+
+class ItemIndex:
+    """Retrieves each user's top-K catalog items; exact below `ann_threshold` items."""
+
+    def __init__(self, model: SequenceModel, ann_threshold: int, hnsw_m: int = 32, ef_search: int = 128):
+        self.model = model
+        self.n_items = model.n_items
+        self.approximate = 0 < ann_threshold < self.n_items
+        self._hnsw: faiss.IndexHNSWFlat | None = None
+        self.ef_search = ef_search
+        if self.approximate:
+            with torch.no_grad():
+                emb = model.item_emb.weight[: self.n_items]
+                vecs = torch.cat([emb, model.item_bias[:, None]], 1).numpy().astype(np.float32)
+            index = faiss.IndexHNSWFlat(vecs.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 64
+            index.add(np.ascontiguousarray(vecs))
+            index.hnsw.efSearch = ef_search
+            self._hnsw = index
+            log.info("built HNSW index over %d items", self.n_items)
+
+    def top_k(
+        self, top: Tensor, history: Tensor, types: Tensor, excluded: list[set[int]], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices and scores (n, k') of each row's best items, k' = min(k, n_items)."""
+        k = min(k, self.n_items)
+        if self._hnsw is None:
+            return self._exact(top, history, types, excluded, k)
+        return self._approx(top, history, types, excluded, k)
+
+    def _exact(
+        self, top: Tensor, history: Tensor, types: Tensor, excluded: list[set[int]], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        items, scores = [], []
+        for start in range(0, top.shape[0], EXACT_CHUNK):
+            sl = slice(start, start + EXACT_CHUNK)
+            s = self.model.score_hidden(top[sl], history[sl], types[sl])  # (chunk, n_items)
+            for row, ex in enumerate(excluded[sl]):
+                if ex:
+                    s[row, list(ex)] = -torch.inf
+            best = torch.topk(s, k, dim=1)
+            items.append(best.indices.numpy())
+            scores.append(best.values.numpy())
+        return np.concatenate(items), np.concatenate(scores)
+
+    def _approx(
+        self, top: Tensor, history: Tensor, types: Tensor, excluded: list[set[int]], k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert self._hnsw is not None
+        model = self.model
+        q = model.item_query(top, history)  # (n, item_dim)
+        extra = max((len(e) for e in excluded), default=0)
+        want = min(self.n_items, k + extra)
+        q_aug = torch.cat([q, torch.ones(q.shape[0], 1)], 1).numpy().astype(np.float32)
+        _, found = self._hnsw.search(np.ascontiguousarray(q_aug), want)  # (n, want), -1 if short
+        cand = torch.cat([torch.from_numpy(found).long(), history], 1)  # (n, want + window)
+        valid = cand >= 0
+        safe = cand.clamp(min=0)
+        emb = model.item_emb.weight[safe]  # (n, c, dim)
+        base = torch.einsum("nd,ncd->nc", q, emb) + model.item_bias[safe]
+        bonus = model.repeat_bonus(top, history, types)  # (n, window)
+        base = base + ((cand[:, :, None] == history[:, None, :]) * bonus[:, None, :]).sum(-1)
+        # A candidate can appear twice (found by HNSW and in the history): keep the first copy.
+        dup = (cand[:, :, None] == cand[:, None, :]).tril(-1).any(-1)
+        base = base.masked_fill(~valid | dup, -torch.inf)
+        for row, ex in enumerate(excluded):
+            if ex:
+                base[row] = base[row].masked_fill(torch.isin(cand[row], torch.tensor(list(ex))), -torch.inf)
+        best = torch.topk(base, min(k, base.shape[1]), dim=1)
+        return cand.gather(1, best.indices).numpy(), best.values.numpy()

@@ -1,0 +1,82 @@
+"""Output records of the stream: dead letters, representations and recommendation feeds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import numpy as np
+import orjson
+
+from behavior_stream.schema.events import Event, Invalid
+from behavior_stream.stream.core.records import InputRecord, OutMessage
+from behavior_stream.stream.core.state import UserState, session_label
+from behavior_stream.stream.runtime.settings import ExcludePolicy
+
+
+def dlq_message(dlq_topic: str, rec: InputRecord, bad: Invalid) -> OutMessage:
+    """The dead-letter record of an invalid input record (raw bytes kept, hex if not UTF-8)."""
+    raw = rec.value or b""
+    try:
+        raw_text, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        raw_text, encoding = raw.hex(), "hex"
+    body = {
+        "error": bad.reason.value,
+        "detail": bad.detail,
+        "raw": raw_text,
+        "raw_encoding": encoding,
+        "topic": rec.topic,
+        "partition": rec.partition,
+        "offset": rec.offset,
+        "ts": int(time.time() * 1000),
+    }
+    return OutMessage(dlq_topic, rec.key or b"", orjson.dumps(body), None)
+
+
+def excluded_items(exclude: Iterable[ExcludePolicy], st: UserState) -> set[int]:
+    """Catalog items the feed policy (`exclude` setting) leaves out of this user's feed."""
+    policy = set(exclude)
+    out: set[int] = set()
+    if "purchased" in policy:
+        out.update(st.purchased)
+    if "carted" in policy:
+        out.update(st.carted)
+    if "recent" in policy:
+        out.update(int(i) for i in st.history if i >= 0)
+    return out
+
+
+def user_messages(
+    topics: tuple[str, str],
+    st: UserState,
+    last: Event,
+    model_version: str,
+    variant: str,
+    item_ids: list[str],
+    scores: list[float],
+    vector: np.ndarray,
+) -> tuple[OutMessage, OutMessage]:
+    """The representation and recommendation messages of one user after a batch."""
+    key = last.user_id.encode("utf-8")
+    rep = {
+        "user_id": last.user_id,
+        "ts": last.ts,
+        "session_id": session_label(last.user_id, st),
+        "vector": vector,
+        "model_version": model_version,
+        "variant": variant,
+        "events_seen": st.events_seen,
+    }
+    recs = {
+        "user_id": last.user_id,
+        "ts": last.ts,
+        "event_id": last.event_id,
+        "model_version": model_version,
+        "variant": variant,
+        "items": [{"item_id": i, "score": round(s, 5)} for i, s in zip(item_ids, scores, strict=True)],
+    }
+    return (
+        OutMessage(topics[0], key, orjson.dumps(rep, option=orjson.OPT_SERIALIZE_NUMPY)),
+        OutMessage(topics[1], key, orjson.dumps(recs)),
+    )

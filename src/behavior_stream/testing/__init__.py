@@ -1,0 +1,2 @@
+"""Real parts shared by tests, the demo and benchmarks: the embedded broker, worker processes,
+replay, hostile records."""

@@ -1,0 +1,1 @@
+"""Training the sequence model: config, batching, objective, the train loop."""

@@ -1,1 +1,0 @@
-"""behavior-stream's stream layer: the Faust app, worker, broker, replay, API and CLI."""

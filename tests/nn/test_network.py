@@ -1,0 +1,167 @@
+"""Tests for the sequence model: incremental step == full forward, step purity, determinism, heads."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from behavior_stream.nn.features import encode_events, encode_sequences
+from behavior_stream.nn.network import ModelState, SequenceModel
+from behavior_stream.schema.events import Event
+from behavior_stream.schema.vocab import ItemVocab
+from tests.seqkit import sequences, small_model, tiny_vocab
+
+CELLS = [("gru", 1), ("gru", 2), ("lstm", 1), ("lstm", 2)]
+TOL = 1e-5
+
+
+def snapshot(state: ModelState) -> list[torch.Tensor]:
+    return [
+        t.clone()
+        for t in (state.h, state.c, state.last_ts, state.history, state.history_types)
+        if t is not None
+    ]
+
+
+def step_all(
+    model: SequenceModel, vocab: ItemVocab, seqs: list[list[Event]]
+) -> tuple[ModelState, list[list[ModelState]]]:
+    """Step every user through its events, a round at a time: round t advances, as one batch, the
+    users that have a t-th event (rows picked with `select`, put back with `cat`). Returns the final
+    states and each user's state after each of its events."""
+    n = len(seqs)
+    state = model.initial_state(n)
+    after: list[list[ModelState]] = [[] for _ in seqs]
+    for t in range(max(map(len, seqs))):
+        active = [i for i, s in enumerate(seqs) if t < len(s)]
+        idle = [i for i in range(n) if i not in active]
+        before = state.select(torch.tensor(active))
+        frozen = snapshot(before)
+        with torch.inference_mode():
+            new = model.step(before, encode_events([seqs[i][t] for i in active], vocab, model.config))
+        assert all(torch.equal(a, b) for a, b in zip(frozen, snapshot(before), strict=True)), (
+            "step mutated its input"
+        )
+        for row, i in enumerate(active):
+            after[i].append(new.select(torch.tensor([row])))
+        merged = ModelState.cat([new, state.select(torch.tensor(idle, dtype=torch.int64))])
+        state = merged.select(torch.argsort(torch.tensor(active + idle)))
+    return state, after
+
+
+def check_step_matches_forward(model: SequenceModel, vocab: ItemVocab, seqs: list[list[Event]]) -> None:
+    """The shared contract check: hidden states, scores, purchase probabilities and the final
+    state from stepping equal the full forward's."""
+    with torch.no_grad():
+        out = model(encode_sequences(seqs, vocab, model.config), return_state=True)
+    final, after = step_all(model, vocab, seqs)
+    with torch.no_grad():
+        for i, states in enumerate(after):
+            for t, st in enumerate(states):
+                h = out.hidden[i, t][None]
+                hist, types = out.history[i, t][None], out.history_types[i, t][None]
+                assert (model.representation(st) - h).abs().max() <= TOL
+                assert torch.equal(st.history, hist) and torch.equal(st.history_types, types)
+                expected = model.score_hidden(h, hist, types)
+                assert (model.scores(st) - expected).abs().max() <= TOL
+                assert (
+                    model.purchase_probability(st) - torch.sigmoid(model.purchase_logit(h))
+                ).abs().max() <= TOL
+    assert out.state is not None
+    assert (final.h - out.state.h).abs().max() <= TOL
+    if model.config.cell == "lstm":
+        assert final.c is not None and out.state.c is not None
+        assert (final.c - out.state.c).abs().max() <= TOL
+    else:
+        assert final.c is None and out.state.c is None
+    assert torch.equal(final.last_ts, out.state.last_ts)
+    assert torch.equal(final.history, out.state.history)
+
+
+@pytest.mark.parametrize(("cell", "layers"), CELLS)
+def test_step_matches_forward(cell: str, layers: int) -> None:
+    vocab = tiny_vocab()
+    seqs = sequences()
+    flat = [e for s in seqs for e in s]
+    # The fixture must exercise what the contract promises: searches, OOV items, session gaps.
+    assert any(e.query for e in flat)
+    assert any(e.item_id and vocab.index(e.item_id) is None for e in flat)
+    assert any(b.ts - a.ts > 30 * 60_000 for s in seqs for a, b in itertools.pairwise(s))
+    check_step_matches_forward(small_model(vocab, cell=cell, num_layers=layers), vocab, seqs)
+
+
+@pytest.mark.parametrize(("cell", "layers"), CELLS)
+def test_same_seed_same_result(cell: str, layers: int) -> None:
+    vocab = tiny_vocab()
+    seqs = sequences((6, 3))
+    runs = [
+        step_all(small_model(vocab, seed=s, cell=cell, num_layers=layers), vocab, seqs)[0] for s in (3, 3, 4)
+    ]
+    assert torch.equal(runs[0].h, runs[1].h)
+    assert not torch.allclose(runs[0].h, runs[2].h)
+
+
+def test_forward_from_a_state_continues_the_sequence() -> None:
+    """Splitting a sequence and running the second half from the first half's state changes nothing."""
+    vocab = tiny_vocab()
+    model = small_model(vocab, cell="lstm", num_layers=2)
+    (seq,) = sequences((12,))
+    with torch.no_grad():
+        whole = model(encode_sequences([seq], vocab, model.config))
+        first = model(encode_sequences([seq[:5]], vocab, model.config), return_state=True)
+        rest = model(encode_sequences([seq[5:]], vocab, model.config), first.state)
+    assert (whole.hidden[:, 5:] - rest.hidden).abs().max() <= TOL
+    assert torch.equal(whole.history[:, 5:], rest.history)
+
+
+def test_heads_shapes_and_ranges() -> None:
+    vocab = tiny_vocab()
+    model = small_model(vocab)
+    state, _ = step_all(model, vocab, sequences())
+    with torch.no_grad():
+        assert model.scores(state).shape == (4, vocab.n_items)
+        probs = model.purchase_probability(state)
+        assert probs.shape == (4,) and bool(((probs > 0) & (probs < 1)).all())
+        assert model.representation(state).shape == (4, model.config.hidden_size)
+    assert state.history.shape == (4, model.config.repeat_window)
+
+
+def test_repeat_bonus_only_moves_history_items() -> None:
+    vocab = tiny_vocab()
+    model = small_model(vocab)
+    state, _ = step_all(model, vocab, sequences((10,)))
+    with torch.no_grad():
+        query = model.item_query(state.h[-1], state.history)
+        base = query @ model.item_emb.weight[: model.n_items].T + model.item_bias
+        diff = (model.scores(state) - base)[0]
+    in_history = torch.zeros(vocab.n_items, dtype=torch.bool)
+    in_history[state.history[state.history >= 0]] = True
+    assert bool(in_history.any())
+    assert torch.equal(diff[~in_history], torch.zeros_like(diff[~in_history]))
+    assert bool((diff[in_history] != 0).all())
+
+
+def test_state_select_and_cat_round_trip() -> None:
+    vocab = tiny_vocab()
+    model = small_model(vocab, cell="lstm")
+    state, _ = step_all(model, vocab, sequences())
+    parts = [state.select(torch.tensor([i])) for i in range(len(state))]
+    joined = ModelState.cat(parts)
+    assert torch.equal(joined.h, state.h) and joined.c is not None and state.c is not None
+    assert torch.equal(joined.c, state.c) and torch.equal(joined.history, state.history)
+    with pytest.raises(ValueError, match="GRU"):
+        ModelState.cat([parts[0], small_model(vocab, cell="gru").initial_state(1)])
+
+
+def test_initial_state_is_empty() -> None:
+    model = small_model(tiny_vocab(), cell="gru", num_layers=2)
+    state = model.initial_state(3)
+    assert state.h.shape == (2, 3, model.config.hidden_size) and state.c is None
+    assert bool((state.last_ts == -1).all()) and bool((state.history == -1).all())
+
+
+def test_model_rejects_inconsistent_sizes() -> None:
+    with pytest.raises(ValueError, match="n_inputs"):
+        SequenceModel(small_model(tiny_vocab()).config, n_items=10, n_inputs=10)

@@ -1,0 +1,60 @@
+"""Top-K retrieval: HNSW candidates re-scored exactly agree with exact scoring; exclusions hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from behavior_stream.stream.core.engine import ModelEngine
+from tests.streamkit import make_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    items = [f"item-{i}" for i in range(5000)]
+    return make_checkpoint(tmp_path_factory.mktemp("idx") / "m.pt", items, seed=3)
+
+
+def queries(engine: ModelEngine, n: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    top = torch.randn(n, engine.config.hidden_size, generator=gen)
+    w = engine.config.repeat_window
+    history = torch.randint(-1, engine.vocab.n_items, (n, w), generator=gen)
+    types = torch.randint(0, 5, (n, w), generator=gen)
+    return top, history, types
+
+
+@torch.inference_mode()
+def test_hnsw_agrees_with_exact_scoring(checkpoint: Path) -> None:
+    exact = ModelEngine.from_checkpoint(checkpoint, ann_threshold=0)
+    approx = ModelEngine.from_checkpoint(checkpoint, ann_threshold=1000)
+    assert not exact.index.approximate and approx.index.approximate
+    top, history, types = queries(exact)
+    none: list[set[int]] = [set() for _ in range(len(top))]
+    e_items, e_scores = exact.index.top_k(top, history, types, none, 20)
+    a_items, a_scores = approx.index.top_k(top, history, types, none, 20)
+    overlap = np.mean([len(set(e) & set(a)) / 20 for e, a in zip(e_items, a_items, strict=True)])
+    assert overlap >= 0.95, overlap
+    # Items both return carry the same exact score (the approximate path re-scores exactly).
+    for e_i, e_s, a_i, a_s in zip(e_items, e_scores, a_items, a_scores, strict=True):
+        common = dict(zip(e_i.tolist(), e_s.tolist(), strict=True))
+        for item, score in zip(a_i.tolist(), a_s.tolist(), strict=True):
+            if item in common:
+                assert score == pytest.approx(common[item], abs=1e-4)
+
+
+@torch.inference_mode()
+@pytest.mark.parametrize("threshold", [0, 1000])
+def test_excluded_items_never_returned(checkpoint: Path, threshold: int) -> None:
+    engine = ModelEngine.from_checkpoint(checkpoint, ann_threshold=threshold)
+    top, history, types = queries(engine, 16)
+    none: list[set[int]] = [set() for _ in range(len(top))]
+    first, _ = engine.index.top_k(top, history, types, none, 20)
+    excluded = [set(row[:5].tolist()) for row in first]
+    items, _ = engine.index.top_k(top, history, types, excluded, 20)
+    for row, ex in zip(items, excluded, strict=True):
+        assert not (set(row.tolist()) & ex)
+        assert len(set(row.tolist())) == 20
