@@ -1,0 +1,1 @@
+"""Reading event logs in every supported format, and time-based splits."""
