@@ -10,13 +10,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from behavior_stream.nn.config import Cell
-from behavior_stream.stream.core.process import process_batch
+from behavior_stream.stream.core.process import MAX_EXCLUDED, process_batch
+from behavior_stream.stream.core.state import max_state_bytes
 from behavior_stream.stream.runtime.kafka import ensure_topics
 from behavior_stream.testing.workerproc import WorkerProcess
 from benchmarks.child import rss_bytes
 from benchmarks.config import RunSpec
 from benchmarks.worker_runs import core_context, input_records, wait_applied, warm_up
-from benchmarks.workload import Record, Workload, drop_topics, produce, records_of
+from benchmarks.workload import Record, Workload, drop_topics, keyed_records, produce
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class StateSize:
     mean: float
     p99: float
     max: int
+    bound: int  # `max_state_bytes` of this model and the core's caps: no value may exceed it
 
     def figures(self) -> dict[str, float]:
         """Flat figures for the JSON line."""
@@ -43,6 +45,7 @@ class StateSize:
             f"{tag}.bytes_mean": round(self.mean, 1),
             f"{tag}.bytes_p99": self.p99,
             f"{tag}.bytes_max": self.max,
+            f"{tag}.bytes_bound": self.bound,
         }
 
 
@@ -54,10 +57,12 @@ def state_size(workload: Workload, cell: Cell) -> StateSize:
     for i in range(0, len(records), workload.config.max_batch):
         process_batch(records[i : i + workload.config.max_batch], ctx)
     sizes = np.array([len(v) for v in ctx.store.values()])
-    hidden = ctx.engine.config.hidden_size
-    return StateSize(
-        cell, hidden, len(sizes), float(sizes.mean()), float(np.percentile(sizes, 99)), int(sizes.max())
-    )
+    config = ctx.engine.config
+    floats = config.hidden_size * config.num_layers * (2 if config.cell == "lstm" else 1)
+    wide = ctx.engine.vocab.n_inputs >= 1 << 24  # history indices then take 4 bytes, not 3
+    bound = max_state_bytes(floats, config.repeat_window, ctx.recent_ids, MAX_EXCLUDED, wide)
+    mean, p99 = float(sizes.mean()), float(np.percentile(sizes, 99))
+    return StateSize(cell, config.hidden_size, len(sizes), mean, p99, int(sizes.max()), bound)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ def users_of(worker: WorkerProcess) -> int:
 def many_users(workload: Workload, n: int) -> list[Record]:
     """`n` generated events, each given to a user of its own: `n` new users for the worker."""
     events = workload.events
-    return records_of([dataclasses.replace(events[i % len(events)], user_id=f"m{i}") for i in range(n)])
+    return keyed_records([dataclasses.replace(events[i % len(events)], user_id=f"m{i}") for i in range(n)])
 
 
 def rss_growth(workload: Workload) -> RssGrowth:

@@ -59,7 +59,7 @@ def cycled(events: Sequence[Event], n: int, tag: str) -> list[Event]:
     return out
 
 
-def records_of(events: Sequence[Event]) -> list[Record]:
+def keyed_records(events: Sequence[Event]) -> list[Record]:
     """Kafka (key, value) pairs keyed by user."""
     return [(e.user_id.encode("utf-8"), e.to_json()) for e in events]
 
@@ -145,7 +145,7 @@ def build_workload(config: BenchConfig) -> Workload:
         len(catalog),
         len(large),
     )
-    return Workload(config, data.events, records_of(data.events), checkpoints)
+    return Workload(config, data.events, keyed_records(data.events), checkpoints)
 
 
 async def produce(settings: Settings, topic: str, records: Sequence[Record], chunk: int = 20_000) -> None:

@@ -15,11 +15,11 @@ from behavior_stream.evaluation.baselines import (
     SessionKNN,
     item_counts,
     make_baseline,
-    session_offsets,
 )
 from behavior_stream.evaluation.metrics import conservative_ranks
 from behavior_stream.evaluation.scoring import NextItemScorer
 from behavior_stream.schema.events import Event, EventType, make_event
+from behavior_stream.schema.sessions import session_offsets
 from behavior_stream.schema.vocab import ItemVocab
 
 T0 = 1_600_000_000_000

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from behavior_stream.evaluation.baselines import is_new_session
 from behavior_stream.evaluation.probes import probe_examples
 from behavior_stream.evaluation.representations import assess, hidden_states, probe_section, user_states
 from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.nn.features import encode_events
 from behavior_stream.nn.network import SequenceModel
+from behavior_stream.schema.sessions import is_new_session
 from behavior_stream.schema.vocab import ItemVocab
 from tests.probekit import CATEGORIES, history_and_test
 from tests.seqkit import sequences, small_model, tiny_vocab

@@ -47,11 +47,17 @@ def test_gap_buckets_and_session_flag() -> None:
     config = ModelConfig(n_gap_buckets=10, session_gap_ms=30 * 60_000)
     prev = torch.tensor([-1, T0, T0, T0, T0, T0])
     ts = torch.tensor([T0, T0, T0 + 1_000, T0 + 31 * 60_000, T0 + 10**12, T0 - 5_000])
-    bucket, new_session = gap_features(ts, prev, config)
+    no_ids = torch.zeros_like(ts)
+    bucket, new_session = gap_features(ts, prev, no_ids, no_ids, config)
     assert bucket.tolist()[:3] == [0, 1, 2]  # first event, same instant, 1 s
     assert int(bucket[4]) == config.n_gap_buckets - 1  # very long gaps share the last bucket
     assert int(bucket[5]) == 1  # out of order counts as simultaneous
     assert new_session.tolist() == [1.0, 0.0, 0.0, 1.0, 1.0, 0.0]
+    # Session codes: a change opens a session only when both events carry one (0 = none).
+    codes = torch.tensor([7, 7, 8, 0, 8, 9])
+    prev_codes = torch.tensor([0, 7, 7, 7, 0, 0])
+    _, by_id = gap_features(ts, prev, codes, prev_codes, config)
+    assert by_id.tolist() == [1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
 
 
 def test_padding_and_bags_of_a_sequence_batch() -> None:

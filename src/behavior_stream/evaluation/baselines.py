@@ -25,26 +25,10 @@ import scipy.sparse as sp
 from behavior_stream.data.splits import EvalSequence, group_by_user
 from behavior_stream.evaluation.scoring import NextItemScorer
 from behavior_stream.schema.events import Event, EventType
+from behavior_stream.schema.sessions import SESSION_GAP_MS, session_offsets
 from behavior_stream.schema.vocab import ItemVocab
 
 BASELINE_NAMES: tuple[str, ...] = ("pop", "markov", "sknn")
-SESSION_GAP_MS = 30 * 60 * 1000
-
-
-def is_new_session(prev: Event, event: Event, gap_ms: int = SESSION_GAP_MS) -> bool:
-    """A session boundary between consecutive events: a session id change, else a gap over `gap_ms`."""
-    if prev.session_id is not None and event.session_id is not None:
-        return prev.session_id != event.session_id
-    return event.ts - prev.ts > gap_ms
-
-
-def session_offsets(events: Sequence[Event], gap_ms: int = SESSION_GAP_MS) -> list[int]:
-    """Entry i: how many events of event i's session precede it (0 = event i opens a session)."""
-    offsets: list[int] = []
-    for i, event in enumerate(events):
-        new = i == 0 or is_new_session(events[i - 1], event, gap_ms)
-        offsets.append(0 if new else offsets[-1] + 1)
-    return offsets
 
 
 def item_counts(events: Iterable[Event], vocab: ItemVocab) -> np.ndarray:
@@ -135,7 +119,7 @@ class FirstOrderMarkov:
 
 
 class SessionKNN:
-    """SKNN over training sessions (session id change or a gap over `gap_ms` starts a session)."""
+    """SKNN over training sessions (split by the rule of `schema.sessions` with `gap_ms`)."""
 
     name = "sknn"
 

@@ -1,8 +1,8 @@
 """Linear probes on frozen user representations: what does the state at a session boundary know?
 
 Dataset: one example per user with history before the test period and a session that starts in
-it. The label session is the user's first session that STARTS in the test period (session id
-change, else a gap > `session_gap_ms`); X is the representation after every event before it
+it. The label session is the user's first session that STARTS in the test period (the rule of
+`schema.sessions` with the model's `session_gap_ms`); X is the representation after every event before it
 (the history, plus any test events that continue a session begun before the split).
 Labels: purchase in that session (0/1), the category of its first item event (multiclass;
 classes with fewer than `min_class_count` examples are dropped, as are users without a known
@@ -24,14 +24,11 @@ from operator import attrgetter
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from behavior_stream.data.splits import group_by_user
 from behavior_stream.evaluation import metrics as M
-from behavior_stream.evaluation.baselines import is_new_session
 from behavior_stream.schema.events import Event, EventType
+from behavior_stream.schema.sessions import is_new_session
 from behavior_stream.schema.vocab import stable_hash
 
 PROTOCOL = {
@@ -133,6 +130,12 @@ def _proba(
     x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, cfg: ProbeConfig, balanced: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """(classes, probabilities (n_test, n_classes)); a single training class predicts itself."""
+    # sklearn here and in fit_probes, not at the top: it takes a second or two to import, and the
+    # modules importing this one (for ProbeConfig, probe_examples) mostly never fit a probe.
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     classes = np.unique(y_train)
     if len(classes) < 2:
         return classes, np.ones((len(x_test), 1))
@@ -146,6 +149,10 @@ def _proba(
 
 def fit_probes(x: np.ndarray, examples: Sequence[ProbeExample], cfg: ProbeConfig) -> ProbePredictions:
     """Cross-fitted purchase, category and length probes on representations `x` (n, dim)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     n = len(examples)
     if x.shape[0] != n or n < 4:
         raise ValueError(f"fit_probes needs >= 4 examples and one row each, got {x.shape} for {n}")

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from behavior_stream.data.splits import EvalSequence
-from behavior_stream.evaluation.baselines import session_offsets
 from behavior_stream.evaluation.metrics import conservative_ranks
 from behavior_stream.evaluation.scoring import NextItemScorer
+from behavior_stream.schema.sessions import SESSION_GAP_MS, session_offsets
 from behavior_stream.schema.vocab import ItemVocab
 
 
@@ -57,15 +57,21 @@ def drop_unseen_items(sequences: Sequence[EvalSequence], vocab: ItemVocab) -> tu
     return out, dropped
 
 
-def next_item_targets(sequences: Sequence[EvalSequence], vocab: ItemVocab) -> Targets:
-    """Positions t >= 1 with an item event; catalog targets kept, others counted as skipped."""
+def next_item_targets(
+    sequences: Sequence[EvalSequence], vocab: ItemVocab, session_gap_ms: int = SESSION_GAP_MS
+) -> Targets:
+    """Positions t >= 1 with an item event; catalog targets kept, others counted as skipped.
+
+    Session positions follow `schema.sessions` with `session_gap_ms`: pass the evaluated
+    model's `ModelConfig.session_gap_ms`, so the breakdown splits sessions where the model does.
+    """
     positions: list[list[int]] = []
     items: list[int] = []
     seq_index: list[int] = []
     session_len: list[int] = []
     skipped = 0
     for s, seq in enumerate(sequences):
-        offsets = session_offsets((*seq.context, *seq.events))
+        offsets = session_offsets((*seq.context, *seq.events), session_gap_ms)
         kept = []
         for t in range(1, len(seq.events)):
             item_id = seq.events[t].item_id

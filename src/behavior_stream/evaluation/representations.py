@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from behavior_stream.evaluation import geometry as G
-from behavior_stream.evaluation.baselines import is_new_session
 from behavior_stream.evaluation.probes import (
     PROTOCOL,
     ProbeConfig,
@@ -29,6 +28,7 @@ from behavior_stream.evaluation.probes import (
 from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.nn.features import encode_sequences
 from behavior_stream.schema.events import Event
+from behavior_stream.schema.sessions import is_new_session
 
 GEOMETRY_PROTOCOL = {
     "geometry": "on the end-of-prefix vectors; alignment/uniformity (t=2) on L2-normalised vectors, "

@@ -1,4 +1,5 @@
-"""Event -> tensor encoding for the sequence model: item/type indices, hashed query bags, time gaps.
+"""Event -> tensor encoding for the sequence model: item/type indices, hashed query bags, time gaps,
+session ids (as `schema.sessions.session_code`s, for the new-session flag).
 
 The same encoding feeds the incremental `step` (an `EventBatch`, one event per user) and the
 full-sequence `forward` (a padded `SequenceBatch`), so both paths see identical inputs.
@@ -17,6 +18,7 @@ from torch import Tensor
 
 from behavior_stream.nn.config import ModelConfig
 from behavior_stream.schema.events import TYPE_INDEX, Event
+from behavior_stream.schema.sessions import NO_SESSION, session_code
 from behavior_stream.schema.vocab import ItemVocab, stable_hash
 
 _WORD = re.compile(r"\w+")
@@ -37,18 +39,24 @@ def query_tokens(query: str, buckets: int, ngram: int) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def gap_features(ts: Tensor, prev_ts: Tensor, config: ModelConfig) -> tuple[Tensor, Tensor]:
-    """Log2-second gap bucket (int64) and new-session flag (float) of events after `prev_ts`.
+def gap_features(
+    ts: Tensor, prev_ts: Tensor, sessions: Tensor, prev_sessions: Tensor, config: ModelConfig
+) -> tuple[Tensor, Tensor]:
+    """Log2-second gap bucket (int64) and new-session flag (float) of events after the previous ones.
 
-    `prev_ts` < 0 means no previous event: bucket 0 and a new session. Out-of-order events
-    (negative gaps) count as simultaneous.
+    `ts`/`sessions` are the events' times and session codes, `prev_ts`/`prev_sessions` those of
+    each one's previous event (same shape). `prev_ts` < 0 means no previous event: bucket 0 and
+    a new session. Out-of-order events (negative gaps) count as simultaneous. The flag is
+    `schema.sessions.is_new_session` with `config.session_gap_ms`, on session codes.
     """
     first = prev_ts < 0
     gap = (ts - prev_ts).clamp(min=0)
     seconds = gap.to(torch.float64) / 1000.0
     bucket = 1 + torch.floor(torch.log2(1.0 + seconds)).to(torch.int64).clamp(max=config.n_gap_buckets - 2)
     bucket = torch.where(first, torch.zeros_like(bucket), bucket)
-    new_session = (first | (gap > config.session_gap_ms)).to(torch.float32)
+    # The session rule, vectorized; tests/schema/test_sessions.py checks it against the scalar one.
+    id_change = (sessions != NO_SESSION) & (prev_sessions != NO_SESSION) & (sessions != prev_sessions)
+    new_session = (first | (gap > config.session_gap_ms) | id_change).to(torch.float32)
     return bucket, new_session
 
 
@@ -60,6 +68,7 @@ class EncodedEvents:
     catalog: np.ndarray  # (n,) int64 catalog index, -1 when not rankable
     types: np.ndarray  # (n,) int64 TYPE_INDEX
     ts: np.ndarray  # (n,) int64 ms
+    sessions: np.ndarray  # (n,) int64 session_code of the session id, 0 = none
     query_ids: np.ndarray  # (sum of bag sizes,) int64
     query_starts: np.ndarray  # (n + 1,) int64 bag boundaries into query_ids
 
@@ -81,6 +90,7 @@ def encode_arrays(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig
         catalog=catalog,
         types=np.fromiter((TYPE_INDEX[e.type] for e in events), np.int64, n),
         ts=np.fromiter((e.ts for e in events), np.int64, n),
+        sessions=np.fromiter((session_code(e.session_id) for e in events), np.int64, n),
         query_ids=np.fromiter((t for b in bags for t in b), np.int64, int(sizes.sum())),
         query_starts=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
     )
@@ -96,6 +106,7 @@ class EventBatch:
     query_ids: Tensor  # (total tokens,) int64
     query_offsets: Tensor  # (batch,) int64 EmbeddingBag offsets; an empty bag embeds as zeros
     ts: Tensor  # (batch,) int64 ms
+    sessions: Tensor  # (batch,) int64 session codes, 0 = no session id
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -111,6 +122,7 @@ def encode_events(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig
         query_ids=torch.from_numpy(enc.query_ids),
         query_offsets=torch.from_numpy(enc.query_starts[:-1].copy()),
         ts=torch.from_numpy(enc.ts),
+        sessions=torch.from_numpy(enc.sessions),
     )
 
 
@@ -124,6 +136,7 @@ class SequenceBatch:
     query_ids: Tensor  # (total tokens,) int64
     query_offsets: Tensor  # (batch * time,) int64, row-major bags; padding has empty bags
     ts: Tensor  # (batch, time) int64 ms; padding repeats the last real timestamp
+    sessions: Tensor  # (batch, time) int64 session codes, 0 = none; padding repeats the last
     lengths: Tensor  # (batch,) int64, each >= 1
 
 
@@ -139,6 +152,7 @@ def collate(parts: Sequence[tuple[EncodedEvents, int, int]]) -> SequenceBatch:
     catalog = np.full((b, t), -1, np.int64)
     types = np.zeros((b, t), np.int64)
     ts = np.zeros((b, t), np.int64)
+    sessions = np.zeros((b, t), np.int64)
     sizes = np.zeros((b, t), np.int64)
     tokens: list[np.ndarray] = []
     for row, (enc, start, stop) in enumerate(parts):
@@ -148,6 +162,8 @@ def collate(parts: Sequence[tuple[EncodedEvents, int, int]]) -> SequenceBatch:
         types[row, :n] = enc.types[start:stop]
         ts[row, :n] = enc.ts[start:stop]
         ts[row, n:] = enc.ts[stop - 1]
+        sessions[row, :n] = enc.sessions[start:stop]
+        sessions[row, n:] = enc.sessions[stop - 1]
         sizes[row, :n] = np.diff(enc.query_starts[start : stop + 1])
         tokens.append(enc.query_ids[enc.query_starts[start] : enc.query_starts[stop]])
     flat_sizes = sizes.reshape(-1)
@@ -159,6 +175,7 @@ def collate(parts: Sequence[tuple[EncodedEvents, int, int]]) -> SequenceBatch:
         query_ids=torch.from_numpy(np.concatenate(tokens).astype(np.int64)),
         query_offsets=torch.from_numpy(offsets),
         ts=torch.from_numpy(ts),
+        sessions=torch.from_numpy(sessions),
         lengths=torch.from_numpy(lengths),
     )
 

@@ -3,8 +3,10 @@
 Each event is embedded as [item | event type | search query bag | time-gap bucket | new-session
 flag] and fed to a recurrent cell. Session handling: the hidden state is never reset, so it is a
 long-term representation of the user across sessions; the log-scaled gap since the previous
-event and the new-session flag (gap > `session_gap_ms`) are inputs, so the network itself learns
-how much of the state to forget after a pause.
+event and the new-session flag (`schema.sessions`' rule with `session_gap_ms`: a gap, or a
+session id change) are inputs, so the network itself learns how much of the state to forget
+after a pause. The state keeps the last event's time and session code, so `step` computes the
+same flag as `forward`.
 
 Next-item scores are a query vector (the projected top-layer state plus a linear map of the
 latest item's embedding) against the (tied) item embeddings, plus an item bias, plus a learned
@@ -36,6 +38,7 @@ class ModelState:
     h: Tensor  # (layers, batch, hidden)
     c: Tensor | None  # (layers, batch, hidden) for LSTM, None for GRU
     last_ts: Tensor  # (batch,) int64 ms of the last event, -1 = no event yet
+    last_session: Tensor  # (batch,) int64 session code of the last event, 0 = no id (or no event)
     history: Tensor  # (batch, repeat_window) int64 catalog indices, -1 = empty; most recent last
     history_types: Tensor  # (batch, repeat_window) int64 type index of those events
 
@@ -48,6 +51,7 @@ class ModelState:
             h=self.h[:, idx],
             c=None if self.c is None else self.c[:, idx],
             last_ts=self.last_ts[idx],
+            last_session=self.last_session[idx],
             history=self.history[idx],
             history_types=self.history_types[idx],
         )
@@ -64,6 +68,7 @@ class ModelState:
             h=torch.cat([s.h for s in states], 1),
             c=None if cs[0] is None else torch.cat([c for c in cs if c is not None], 1),
             last_ts=torch.cat([s.last_ts for s in states]),
+            last_session=torch.cat([s.last_session for s in states]),
             history=torch.cat([s.history for s in states]),
             history_types=torch.cat([s.history_types for s in states]),
         )
@@ -147,6 +152,7 @@ class SequenceModel(nn.Module):
             h=h,
             c=torch.zeros_like(h) if cfg.cell == "lstm" else None,
             last_ts=torch.full((n,), -1, dtype=torch.int64, device=device),
+            last_session=torch.zeros((n,), dtype=torch.int64, device=device),
             history=torch.full((n, cfg.repeat_window), -1, dtype=torch.int64, device=device),
             history_types=torch.zeros((n, cfg.repeat_window), dtype=torch.int64, device=device),
         )
@@ -159,10 +165,12 @@ class SequenceModel(nn.Module):
         query_offsets: Tensor,
         ts: Tensor,
         prev_ts: Tensor,
+        sessions: Tensor,
+        prev_sessions: Tensor,
     ) -> Tensor:
         """RNN inputs (batch, time, in_dim) for (batch, time) event fields."""
         b, t = ts.shape
-        bucket, new_session = gap_features(ts, prev_ts, self.config)
+        bucket, new_session = gap_features(ts, prev_ts, sessions, prev_sessions, self.config)
         query = self.query_emb(query_ids, query_offsets).view(b, t, -1)  # (batch, time, query_dim)
         x = torch.cat(
             [self.item_emb(items), self.type_emb(types), query, self.gap_emb(bucket), new_session[..., None]],
@@ -188,12 +196,15 @@ class SequenceModel(nn.Module):
             batch.query_offsets,
             batch.ts[:, None],
             state.last_ts[:, None],
+            batch.sessions[:, None],
+            state.last_session[:, None],
         )
         _, h, c = self._run(x, state)
         return ModelState(
             h=h,
             c=c,
             last_ts=batch.ts.clone(),
+            last_session=batch.sessions.clone(),
             history=torch.cat([state.history[:, 1:], batch.catalog[:, None]], 1),
             history_types=torch.cat([state.history_types[:, 1:], batch.types[:, None]], 1),
         )
@@ -206,8 +217,16 @@ class SequenceModel(nn.Module):
         if state is None:
             state = self.initial_state(b)
         prev_ts = torch.cat([state.last_ts[:, None], batch.ts[:, :-1]], 1)  # (batch, time)
+        prev_sessions = torch.cat([state.last_session[:, None], batch.sessions[:, :-1]], 1)
         x = self._embed(
-            batch.item_inputs, batch.types, batch.query_ids, batch.query_offsets, batch.ts, prev_ts
+            batch.item_inputs,
+            batch.types,
+            batch.query_ids,
+            batch.query_offsets,
+            batch.ts,
+            prev_ts,
+            batch.sessions,
+            prev_sessions,
         )
         ragged = bool((batch.lengths != t).any())
         if return_state and ragged:
@@ -223,7 +242,14 @@ class SequenceModel(nn.Module):
         final = None
         if return_state:
             rows, last = torch.arange(b, device=out.device), batch.lengths - 1
-            final = ModelState(h, c, batch.ts[rows, last], history[rows, last], types[rows, last])
+            final = ModelState(
+                h=h,
+                c=c,
+                last_ts=batch.ts[rows, last],
+                last_session=batch.sessions[rows, last],
+                history=history[rows, last],
+                history_types=types[rows, last],
+            )
         return SequenceOutput(hidden=out, history=history, history_types=types, state=final)
 
     # -- heads ---------------------------------------------------------------------------------

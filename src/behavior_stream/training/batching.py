@@ -3,8 +3,8 @@
 A user longer than `max_len` is cut into windows of `max_len` predictions. Each window re-reads
 the `burn_in` events before it without counting their loss (a cheap stand-in for carrying the
 hidden state across windows, which would serialize training), and starts from the real history
-window and last timestamp of the events before it, so the repeat bonus sees what it would see
-at serving time.
+window, last timestamp and last session code of the events before it, so the repeat bonus and
+the new-session flag see what they would see at serving time.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from behavior_stream.nn.config import ModelConfig
 from behavior_stream.nn.features import EncodedEvents, SequenceBatch, collate
 from behavior_stream.nn.network import ModelState
 from behavior_stream.schema.events import TYPE_INDEX, EventType
+from behavior_stream.schema.sessions import NO_SESSION
 
 PURCHASE = TYPE_INDEX[EventType.PURCHASE]
 
@@ -62,8 +63,10 @@ class TrainBatch:
         return int(self.item_targets.shape[0])
 
 
-def _start_state(enc: EncodedEvents, start: int, config: ModelConfig) -> tuple[int, np.ndarray, np.ndarray]:
-    """(last_ts, history, history_types) of a sequence just before event `start`."""
+def _start_state(
+    enc: EncodedEvents, start: int, config: ModelConfig
+) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(last_ts, last session code, history, history_types) of a sequence just before event `start`."""
     w = config.repeat_window
     history = np.full(w, -1, np.int64)
     types = np.zeros(w, np.int64)
@@ -71,7 +74,9 @@ def _start_state(enc: EncodedEvents, start: int, config: ModelConfig) -> tuple[i
     if start > lo:
         history[w - (start - lo) :] = enc.catalog[lo:start]
         types[w - (start - lo) :] = enc.types[lo:start]
-    return (int(enc.ts[start - 1]) if start > 0 else -1), history, types
+    if start == 0:
+        return -1, NO_SESSION, history, types
+    return int(enc.ts[start - 1]), int(enc.sessions[start - 1]), history, types
 
 
 def make_batch(
@@ -85,8 +90,9 @@ def make_batch(
         h=h,
         c=torch.zeros_like(h) if config.cell == "lstm" else None,
         last_ts=torch.tensor([s[0] for s in starts], dtype=torch.int64),
-        history=torch.from_numpy(np.stack([s[1] for s in starts])),
-        history_types=torch.from_numpy(np.stack([s[2] for s in starts])),
+        last_session=torch.tensor([s[1] for s in starts], dtype=torch.int64),
+        history=torch.from_numpy(np.stack([s[2] for s in starts])),
+        history_types=torch.from_numpy(np.stack([s[3] for s in starts])),
     )
     b, t = seqs.ts.shape
     pos = torch.arange(t)[None, :]  # (1, time)

@@ -37,7 +37,7 @@ def make_ctx(engine: ModelEngine) -> StreamContext:
     )
 
 
-def records_of(events: list[Event], start_offset: int = 0) -> list[InputRecord]:
+def as_input_records(events: list[Event], start_offset: int = 0) -> list[InputRecord]:
     return [
         InputRecord(TOPIC, 0, start_offset + i, e.user_id.encode(), e.to_json(), 0.0)
         for i, e in enumerate(events)
@@ -57,7 +57,7 @@ def run_batches(ctx: StreamContext, records: list[InputRecord], seed: int = 0) -
 def test_batched_stream_equals_offline_replay(engine: ModelEngine, taobao_events: list[Event]) -> None:
     events = taobao_events[:4000]
     ctx = make_ctx(engine)
-    results = run_batches(ctx, records_of(events))
+    results = run_batches(ctx, as_input_records(events))
     expected = representations(replay_states(events, engine), engine)
     got = representations({u: decode_state(ctx.store[user_key(u)]) for u in expected}, engine)
     worst = max(float(np.abs(got[u] - expected[u]).max()) for u in expected)
@@ -76,7 +76,7 @@ def test_batched_stream_equals_offline_replay(engine: ModelEngine, taobao_events
 
 def test_invalid_records_go_to_dlq_with_reason(engine: ModelEngine, taobao_events: list[Event]) -> None:
     ctx = make_ctx(engine)
-    good = records_of(taobao_events[:50])
+    good = as_input_records(taobao_events[:50])
     bad_values = {
         b"\xff\xfe": "not_utf8",
         b"{nope": "not_json",
@@ -100,7 +100,7 @@ def test_redelivered_and_resent_events_are_not_applied(
 ) -> None:
     events = taobao_events[:600]
     ctx = make_ctx(engine)
-    recs = records_of(events)
+    recs = as_input_records(events)
     process_batch(recs, ctx)
     before = dict(ctx.store)
     redelivered = process_batch(recs[300:], ctx)  # same offsets again (consumer restart)
@@ -109,9 +109,9 @@ def test_redelivered_and_resent_events_are_not_applied(
     for e in events:
         last_per_user.setdefault(e.user_id, []).append(e)
     recent = [e for evs in last_per_user.values() for e in evs[-ctx.recent_ids :]]
-    resent = process_batch(records_of(recent, start_offset=10_000), ctx)
+    resent = process_batch(as_input_records(recent, start_offset=10_000), ctx)
     # ...and old ones, beyond the id window, are far behind the user's last event: late.
-    old = process_batch(records_of(events[:200], start_offset=20_000), ctx)
+    old = process_batch(as_input_records(events[:200], start_offset=20_000), ctx)
     assert redelivered.stats.duplicates == 300 and not redelivered.stats.events_by_type
     assert resent.stats.duplicates == len(recent) and not resent.stats.events_by_type
     assert old.stats.duplicates + old.stats.late == 200 and not old.stats.events_by_type
@@ -147,7 +147,7 @@ def test_late_events_are_dropped_and_counted(engine: ModelEngine) -> None:
         make_event("u", EventType.CLICK, base + 10 * 60_000 - 30_000, item),  # within the 60 s grace
         make_event("u", EventType.CLICK, base, engine.vocab.items[1]),  # 10 min behind: late
     ]
-    result = process_batch(records_of(evs), ctx)
+    result = process_batch(as_input_records(evs), ctx)
     assert result.stats.late == 1
     assert decode_state(ctx.store[user_key("u")]).events_seen == 3
 
@@ -155,7 +155,7 @@ def test_late_events_are_dropped_and_counted(engine: ModelEngine) -> None:
 def test_online_evaluation_ranks_previous_feed(engine: ModelEngine, taobao_events: list[Event]) -> None:
     ctx = make_ctx(engine)
     events = taobao_events[:2000]
-    results = run_batches(ctx, records_of(events), seed=3)
+    results = run_batches(ctx, as_input_records(events), seed=3)
     ranks = [r for res in results for _, r in res.stats.ranks]
     assert ranks, "users with a previous feed must be evaluated"
     assert all(r is None or 1 <= r <= ctx.top_k for r in ranks)
@@ -167,7 +167,7 @@ def test_per_event_ranks_do_not_depend_on_batching(engine: ModelEngine, taobao_e
     for size in (1, 700):
         ctx = make_ctx(engine)
         ctx.rank_each_event = True
-        recs = records_of(events)
+        recs = as_input_records(events)
         results = [process_batch(recs[i : i + size], ctx) for i in range(0, len(recs), size)]
         ranks_by_size.append([r for res in results for _, r in res.stats.model_ranks])
     one, many = ranks_by_size

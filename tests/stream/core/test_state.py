@@ -1,15 +1,29 @@
-"""The user-state codec: exact round trip, compact size, clear errors."""
+"""The user-state codec: exact round trip, a size bound that holds in the worst case, clear errors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
+from behavior_stream.nn.checkpoint import save_checkpoint
+from behavior_stream.nn.config import ModelConfig
+from behavior_stream.nn.network import SequenceModel
+from behavior_stream.schema.events import EVENT_TYPES, make_event
+from behavior_stream.schema.vocab import ItemVocab
+from behavior_stream.stream.core.engine import ModelEngine
+from behavior_stream.stream.core.process import MAX_EXCLUDED, StreamContext, process_batch
+from behavior_stream.stream.core.records import InputRecord
 from behavior_stream.stream.core.state import (
+    SESSION_KEY_BYTES,
     StateCodecError,
     UserState,
     decode_state,
     encode_state,
+    max_state_bytes,
+    session_key,
     user_key,
     user_of_key,
 )
@@ -47,8 +61,89 @@ def test_round_trip_is_exact() -> None:
             assert a == b, name
 
 
-def test_state_fits_in_512_bytes_at_hidden_64() -> None:
-    assert len(encode_state(sample_state(64))) <= 512
+def full_state(hidden_floats: int, window: int, n_ids: int, session_id: str) -> UserState:
+    """Every capped part at its cap."""
+    st = sample_state(hidden_floats)
+    st.session_id = session_id
+    st.recent_ids = list(range(n_ids))
+    st.carted = list(range(MAX_EXCLUDED))
+    st.purchased = list(range(MAX_EXCLUDED))
+    st.history = np.arange(window, dtype=np.int32)
+    st.history_types = np.arange(window, dtype=np.uint8) % 5
+    return st
+
+
+def test_the_documented_bound_at_the_defaults() -> None:
+    # GRU hidden 64, window 32, 8 recent ids, 8 carted, 8 purchased: the README's figure.
+    assert max_state_bytes(64, 32, 8, MAX_EXCLUDED) == 547
+
+
+@pytest.mark.parametrize("session_id", ["", "s1", "x" * SESSION_KEY_BYTES, "y" * 200, "\u00e9" * 150])
+@pytest.mark.parametrize(("hidden_floats", "window", "n_ids"), [(64, 32, 8), (128, 32, 8), (64, 7, 64)])
+def test_a_full_state_is_exactly_the_bound(
+    session_id: str, hidden_floats: int, window: int, n_ids: int
+) -> None:
+    st = full_state(hidden_floats, window, n_ids, session_id)
+    size = len(encode_state(st))
+    bound = max_state_bytes(hidden_floats, window, n_ids, MAX_EXCLUDED)
+    assert size <= bound
+    if len(session_id.encode()) >= SESSION_KEY_BYTES:
+        assert size == bound  # the bound is tight: a full state reaches it
+    assert decode_state(encode_state(st)).session_id == session_key(session_id)
+
+
+def test_long_session_ids_are_kept_as_distinct_digests() -> None:
+    a, b = session_key("a" * 300), session_key("a" * 299 + "b")
+    assert a != b and a.startswith("#") and len(a.encode()) == SESSION_KEY_BYTES
+    assert session_key("short") == "short"
+    assert session_key("a" * 300) == a  # stable across calls and processes
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_states_written_by_the_core_never_exceed_the_bound(tmp_path: Path, cell: str) -> None:
+    """The worst case through the real code path: a default-size model, long and changing session
+    ids, more distinct carts and purchases than are kept, a history longer than the window."""
+    torch.manual_seed(0)
+    vocab = ItemVocab(tuple(f"i{n}" for n in range(300)), n_oov_buckets=8)
+    config = ModelConfig(cell=cell)  # type: ignore[arg-type]
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, SequenceModel(config, vocab.n_items, vocab.n_inputs), vocab, {})
+    engine = ModelEngine.from_checkpoint(path)
+    ctx = StreamContext(
+        engine=engine,
+        store={},
+        input_topic="in",
+        repartition_topic="re",
+        representations_topic="reps",
+        recommendations_topic="recs",
+        dlq_topic="dlq",
+        top_k=5,
+    )
+    kinds = [t for t in EVENT_TYPES if t != "search"]
+    events = [
+        make_event(
+            "u1",
+            kinds[n % len(kinds)],
+            item_id=f"i{n}",
+            ts=1_700_000_000_000 + 60_000 * n,
+            session_id=f"{'s' * 200}-{n // 10}",
+        )
+        for n in range(120)
+    ]
+    records = [InputRecord("in", 0, n, b"u1", e.to_json(), 0.0) for n, e in enumerate(events)]
+    for start in range(0, len(records), 7):
+        process_batch(records[start : start + 7], ctx)
+    value = ctx.store[user_key("u1")]
+    floats = config.hidden_size * config.num_layers * (2 if cell == "lstm" else 1)
+    bound = max_state_bytes(floats, config.repeat_window, ctx.recent_ids, MAX_EXCLUDED)
+    assert len(value) == bound
+    st = decode_state(value)
+    assert st.events_seen == len(events)
+    assert len(st.carted) == len(st.purchased) == MAX_EXCLUDED
+    # A long id is stored as its digest, and still tells sessions apart: the last session began
+    # at event 110 (ids change every 10 events), not at the last batch's first event.
+    assert st.session_id == session_key(events[-1].session_id or "")
+    assert st.session_start == events[110].ts
 
 
 @pytest.mark.parametrize("data", [b"", b"\x02" + b"\x00" * 80, encode_state(sample_state())[:-3]])

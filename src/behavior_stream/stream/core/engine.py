@@ -12,14 +12,17 @@ import logging
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from behavior_stream.evaluation.metrics import conservative_ranks
 from behavior_stream.nn.checkpoint import LoadedModel, load_checkpoint
 from behavior_stream.nn.features import encode_events, encode_sequences
 from behavior_stream.nn.network import ModelState, SequenceOutput
 from behavior_stream.schema.events import EVENT_TYPES, Event, EventType, make_event
+from behavior_stream.schema.sessions import session_code
 from behavior_stream.schema.vocab import ItemVocab
 from behavior_stream.stream.core.item_index import EXACT_CHUNK, ItemIndex
 from behavior_stream.stream.core.state import UserState
@@ -27,7 +30,13 @@ from behavior_stream.stream.core.trending import TrendingWindow
 
 log = logging.getLogger(__name__)
 
-Feed = tuple[list[int], list[float], np.ndarray]  # catalog indices, scores, representation
+
+class UserFeed(NamedTuple):
+    """What `recommend` gives for one user: the top-k feed and the representation it came from."""
+
+    items: list[int]  # catalog indices, best first
+    scores: list[float]
+    vector: np.ndarray  # (hidden,) the user's representation
 
 
 def version_tag(version: str) -> int:
@@ -70,7 +79,9 @@ class ModelEngine:
         )
 
     # -- conversion ------------------------------------------------------------------------------
-    def _to_model(self, states: Sequence[UserState], last_ts: Sequence[int]) -> ModelState:
+    def _to_model(
+        self, states: Sequence[UserState], last_ts: Sequence[int], last_session: Sequence[str]
+    ) -> ModelState:
         n, lh = len(states), self._layers * self._hidden
         flat = torch.from_numpy(np.stack([s.hidden for s in states]))  # (n, width)
         h = flat[:, :lh].reshape(n, self._layers, self._hidden).transpose(0, 1).contiguous()
@@ -81,6 +92,7 @@ class ModelEngine:
             h=h,
             c=c,
             last_ts=torch.tensor(last_ts, dtype=torch.int64),
+            last_session=torch.tensor([session_code(s) for s in last_session], dtype=torch.int64),
             history=torch.from_numpy(np.stack([s.history for s in states]).astype(np.int64)),
             history_types=torch.from_numpy(np.stack([s.history_types for s in states]).astype(np.int64)),
         )
@@ -138,10 +150,13 @@ class ModelEngine:
         events: Sequence[Sequence[Event]],
         last_ts: Sequence[int],
         ranks: list[int] | None = None,
+        last_session: Sequence[str] | None = None,
     ) -> int:
         """Apply each user's events in order, in one batched call; returns the number of events.
 
-        `last_ts[i]` is the event time of user i's last event before this batch (-1: none).
+        `last_ts[i]` is the event time of user i's last event before this batch (-1: none), and
+        `last_session[i]` that event's session id ("": none; default: the states' `session_id`,
+        right while they still describe the previous event), for the new-session flag.
         One event per user uses `step`; when some user has several, the whole batch runs the
         model's full-sequence forward from the current states (equal to stepping event by
         event, see tests/nn/test_network.py) so a heavy user costs one call, not one per event.
@@ -150,7 +165,9 @@ class ModelEngine:
         """
         for st in states:
             self.adopt(st)
-        before = self._to_model(states, last_ts)
+        if last_session is None:
+            last_session = [st.session_id for st in states]
+        before = self._to_model(states, last_ts, last_session)
         out = None
         if all(len(e) == 1 for e in events):
             ms = self.model.step(before, encode_events([e[0] for e in events], self.vocab, self.config))
@@ -190,26 +207,26 @@ class ModelEngine:
             scores = self.model.score_hidden(
                 torch.stack(tops[sl]), torch.stack(hists[sl]), torch.stack(types[sl])
             )
-            idx = torch.tensor(targets[sl])
-            own = scores.gather(1, idx[:, None])  # (chunk, 1)
-            ranks.extend((scores >= own).sum(1).tolist())  # ties count against the model
+            # The evaluation's rank rule (ties against the model, NaN last), so online and
+            # offline figures count the same way.
+            ranks.extend(conservative_ranks(scores.numpy(), np.asarray(targets[sl])).tolist())
         return ranks
 
     @torch.inference_mode()
     def recommend(
         self, states: Sequence[UserState], excluded: Sequence[set[int]], k: int, trending: TrendingWindow
-    ) -> list[Feed]:
+    ) -> list[UserFeed]:
         """Top-k feed and representation of each user; cold users (no catalog item yet) get trending."""
-        ms = self._to_model(states, [s.last_ts for s in states])
+        ms = self._to_model(states, [s.last_ts for s in states], [s.session_id for s in states])
         top = self.model.representation(ms)  # (n, hidden)
         items, scores = self.index.top_k(top, ms.history, ms.history_types, list(excluded), k)
         vectors = top.numpy()
-        feeds: list[Feed] = []
+        feeds: list[UserFeed] = []
         for i, st in enumerate(states):
             if (st.history < 0).all():
-                feeds.append((*self.trending_feed(trending, k, excluded[i]), vectors[i]))
+                feeds.append(UserFeed(*self.trending_feed(trending, k, excluded[i]), vectors[i]))
             else:
-                feeds.append((items[i].tolist(), scores[i].tolist(), vectors[i]))
+                feeds.append(UserFeed(items[i].tolist(), scores[i].tolist(), vectors[i]))
         return feeds
 
     def trending_feed(

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from behavior_stream.schema.events import Event
+from behavior_stream.schema.sessions import session_key
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.state import UserState, decode_state, encode_state
 
@@ -33,6 +34,8 @@ def replay_states(events: Iterable[Event], engine: ModelEngine) -> dict[str, Use
         engine.step_users(states, [[per_user[u][r]] for u in active], prev_ts)
         for u, st in zip(active, states, strict=True):
             st.last_ts = per_user[u][r].ts
+            # What the stream keeps for the session rule: the next step compares with it.
+            st.session_id = session_key(per_user[u][r].session_id)
             st.events_seen += 1
             encoded[u] = encode_state(st)
     return {user: decode_state(raw) for user, raw in encoded.items()}

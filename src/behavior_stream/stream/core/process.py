@@ -16,20 +16,20 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from behavior_stream.schema.events import TYPE_INDEX, Event, EventType, Invalid, Reason, parse_event
+from behavior_stream.schema.sessions import session_boundary, session_key
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.experiment import Variant, variant_of
-from behavior_stream.stream.core.outputs import dlq_message, excluded_items, user_messages
+from behavior_stream.stream.core.outputs import ExcludePolicy, dlq_message, excluded_items, user_messages
 from behavior_stream.stream.core.records import BatchResult, BatchStats, InputRecord, OutMessage
 from behavior_stream.stream.core.state import UserState, decode_state, encode_state, user_key
 from behavior_stream.stream.core.trending import TrendingWindow
-from behavior_stream.stream.runtime.settings import ExcludePolicy
 
 MAX_EXCLUDED = 8  # carted/purchased items remembered per user for the feed policy
 EMPTY_VALUE = Invalid(Reason.NOT_JSON, "empty record value (tombstone)")
 
 
 @dataclass(slots=True)
-class Feed:
+class ServedFeed:
     """The last feed sent to a user: which model made it, its items, and the event time."""
 
     tag: int
@@ -60,7 +60,7 @@ class StreamContext:
     rank_each_event: bool = False
     # The last feed sent to each user, for test-then-train evaluation; memory only (a restart
     # just skips the first prediction of each user).
-    feeds: dict[str, Feed] = field(default_factory=dict)
+    feeds: dict[str, ServedFeed] = field(default_factory=dict)
     stream_time: int = 0  # the largest event time applied so far (the clock of TTL eviction)
 
     def engine_for(self, user_id: str) -> tuple[Variant, ModelEngine]:
@@ -100,13 +100,13 @@ def _admit(ctx: StreamContext, st: UserState, rec: InputRecord, ev: Event) -> st
 
 def _apply_bookkeeping(engine: ModelEngine, st: UserState, ev: Event) -> None:
     """Session window, counters and feed-policy sets (the model part is stepped in batch)."""
-    new_session = st.last_ts < 0 or ev.ts - st.last_ts > engine.config.session_gap_ms
-    if ev.session_id is not None and ev.session_id != st.session_id:
-        new_session = True
-    if new_session:
+    prev_ts = st.last_ts if st.last_ts >= 0 else None
+    if session_boundary(prev_ts, st.session_id, ev.ts, ev.session_id, engine.config.session_gap_ms):
         st.session_start = ev.ts
-        st.session_id = ev.session_id or ""  # empty: derived from the start (see session_label)
         st.session_counts = [0] * len(st.session_counts)
+    # The last event's id, as compared and stored ("": none, the label is then derived from the
+    # start, see session_label): the session rule compares the next event with it.
+    st.session_id = session_key(ev.session_id)
     st.session_counts[TYPE_INDEX[ev.type]] += 1
     st.events_seen += 1
     st.last_ts = ev.ts
@@ -147,6 +147,7 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
     pending: dict[str, list[Event]] = {}
     received: dict[str, float] = {}
     base_ts: dict[str, int] = {}  # each user's last event time before this batch, for the model
+    base_sid: dict[str, str] = {}  # and that event's session id, for the model's new-session flag
     for rec in records:
         wm_key = (rec.topic, rec.partition)
         result.watermarks[wm_key] = max(result.watermarks.get(wm_key, -1), rec.offset)
@@ -170,6 +171,7 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
             states[ev.user_id] = st
             partitions[ev.user_id] = rec.partition
             base_ts[ev.user_id] = st.last_ts
+            base_sid[ev.user_id] = st.session_id
         skip = _admit(ctx, st, rec, ev)
         if skip is not None:
             if skip == "late":
@@ -189,7 +191,7 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
     for user in pending:
         by_variant.setdefault(served[user][0], []).append(user)
     for variant, users in sorted(by_variant.items()):
-        _step_and_emit(ctx, result, variant, users, states, pending, base_ts)
+        _step_and_emit(ctx, result, variant, users, states, pending, base_ts, base_sid)
         stats.received.extend(received[u] for u in users)
     stats.users = len(states)
     for user, st in states.items():
@@ -207,6 +209,7 @@ def _step_and_emit(
     states: dict[str, UserState],
     pending: dict[str, list[Event]],
     base_ts: dict[str, int],
+    base_sid: dict[str, str],
 ) -> None:
     """One batched step and one scoring pass for the users of one variant, then their outputs."""
     engine = ctx.engine if variant == "A" or ctx.treatment is None else ctx.treatment
@@ -215,7 +218,11 @@ def _step_and_emit(
     t0 = time.perf_counter()
     ranks: list[int] | None = [] if ctx.rank_each_event else None
     stats.steps += engine.step_users(
-        user_states, [pending[u] for u in users], [base_ts[u] for u in users], ranks
+        user_states,
+        [pending[u] for u in users],
+        [base_ts[u] for u in users],
+        ranks,
+        last_session=[base_sid[u] for u in users],
     )
     stats.model_ranks.extend((variant, r) for r in ranks or ())
     t1 = time.perf_counter()
@@ -226,7 +233,7 @@ def _step_and_emit(
     topics = (ctx.representations_topic, ctx.recommendations_topic)
     for user, (items, scores, vector) in zip(users, feeds, strict=True):
         last = pending[user][-1]
-        ctx.feeds[user] = Feed(engine.tag, items, last.ts)
+        ctx.feeds[user] = ServedFeed(engine.tag, items, last.ts)
         item_ids = engine.vocab.lookup(items)
         result.messages.extend(
             user_messages(topics, states[user], last, engine.version, variant, item_ids, scores, vector)

@@ -1,7 +1,9 @@
 """Per-user stream state and its compact binary codec (the value stored in the Faust table).
 
 The codec is a fixed little-endian header followed by numpy arrays, so a user costs a few
-hundred bytes (see bench) and decoding never runs code from the topic (no pickle). The hidden
+hundred bytes and decoding never runs code from the topic (no pickle). Every part is capped
+(the recent-id, carted and purchased lists, the history window, the session id), so a value
+never exceeds `max_state_bytes` (547 B at the defaults: GRU hidden 64, window 32, 8 ids each). The hidden
 state is kept in float32: with float16 the rounding point would depend on how events were
 batched, and the stream's states could not match an offline replay exactly.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from behavior_stream.schema.events import EVENT_TYPES
+from behavior_stream.schema.sessions import SESSION_KEY_BYTES, session_key
 
 CODEC_VERSION = 2
 # version, model tag, events seen, last offsets (input, repartition), last event ts, last seen,
@@ -80,9 +83,22 @@ def user_of_key(key: bytes) -> str | None:
     return key[len(USER_KEY_PREFIX) :].decode("utf-8")
 
 
+def max_state_bytes(
+    hidden_floats: int, window: int, max_ids: int, max_kept: int, wide_items: bool = False
+) -> int:
+    """The largest value `encode_state` writes: `hidden_floats` (hidden size x layers, x2 for an
+    LSTM's cell), a full history `window`, `max_ids` recent ids, `max_kept` carted and as many
+    purchased items, the longest stored session id; 4-byte history items when `wide_items`."""
+    item_bytes = 4 if wide_items else 3
+    lists = 4 * (max_ids + 2 * max_kept)
+    history = item_bytes * window + (window + 1) // 2
+    return _HEADER.size + lists + history + 4 * hidden_floats + SESSION_KEY_BYTES
+
+
 def encode_state(state: UserState) -> bytes:
-    """Serialize a user state to bytes."""
-    sid = state.session_id.encode("utf-8")[:255]
+    """Serialize a user state to bytes (at most `max_state_bytes` of its settings)."""
+    # The id as the session rule compares it: a long id is kept as a digest of bounded length.
+    sid = session_key(state.session_id).encode("utf-8")
     width, items = _pack_items(np.asarray(state.history))
     header = _HEADER.pack(
         CODEC_VERSION,
