@@ -93,7 +93,7 @@ def _profiled_parts(workload: Workload, spec: RunSpec, n: int) -> dict[str, floa
 
 
 async def _produce_seconds(settings: Settings, results: Sequence[BatchResult], tag: str) -> float:
-    """Time to send every batch's outputs and state records, as `Runtime.flush` does (no fences)."""
+    """Time to send every batch's outputs and state records, as `Committer.flush` does (no fences)."""
     topics = {m.topic: f"prof-{m.topic}-{tag}" for r in results for m in r.messages}
     changelog = f"prof-changelog-{tag}"
     await ensure_topics(settings, [*topics.values(), changelog])

@@ -18,16 +18,17 @@ from dataclasses import dataclass
 
 import torch
 
+from behavior_stream.stream.commit.partitioning import partition_for
 from behavior_stream.stream.core.process import StreamContext, process_batch
 from behavior_stream.stream.core.records import InputRecord
-from behavior_stream.stream.runtime.kafka import ensure_topics, partition_for
+from behavior_stream.stream.runtime.kafka import ensure_topics
 from behavior_stream.stream.runtime.settings import Settings
 from behavior_stream.testing.promtext import total
 from behavior_stream.testing.workerproc import WorkerProcess, wait_until
 from benchmarks.child import cpu_seconds, pid_with_argument
 from benchmarks.config import RunSpec
 from benchmarks.rates import Rate, Sample, watch
-from benchmarks.workload import Record, Workload, cycled, drop_topics, produce, records_of, relabel
+from benchmarks.workload import Record, Workload, cycled, drop_topics, keyed_records, produce, relabel
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def warm_up(workload: Workload, workers: Sequence[WorkerProcess], topic: str, ro
     """
     sent = 0
     for lap in range(rounds):
-        batch = records_of(relabel(workload.events[:500], f"warm{len(workers)}.{lap}"))
+        batch = keyed_records(relabel(workload.events[:500], f"warm{len(workers)}.{lap}"))
         asyncio.run(produce(workers[0].settings, topic, batch))
         sent += len(batch)
         wait_applied(workers, sent, workload.config.start_cap_s)
@@ -217,7 +218,7 @@ def measure_scale(workload: Workload, spec: RunSpec, n_workers: int) -> Rate:
         for w in workers:
             w.wait_ready(cfg.start_cap_s)
         warm = warm_up(workload, workers, topic)
-        records = records_of(cycled(workload.events, len(workload.events), f"scale{n_workers}"))
+        records = keyed_records(cycled(workload.events, len(workload.events), f"scale{n_workers}"))
         asyncio.run(produce(workers[0].settings, topic, records))
         return watch(
             lambda: sampler(workers, warm),

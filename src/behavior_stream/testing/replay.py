@@ -1,7 +1,8 @@
 """Replay an event log into Kafka, keyed by user, in event-time order, paced or as fast as possible.
 
-Producing uses aiokafka's batch API per partition (appending to a batch costs microseconds,
-`send()` tens of them), so replay is not the bottleneck of a benchmark or the demo.
+Producing uses the worker's own batch loop (`send_batched`: aiokafka's batch API per
+partition; appending to a batch costs microseconds, `send()` tens of them), so replay is not
+the bottleneck of a benchmark or the demo, and an oversized record fails as it does there.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from behavior_stream.schema.events import Event
-from behavior_stream.stream.runtime.kafka import client_options, partition_for
+from behavior_stream.stream.commit.partitioning import partition_for
+from behavior_stream.stream.commit.sender import BATCH_LIMITS, Record, send_batched
+from behavior_stream.stream.runtime.kafka import client_options
 from behavior_stream.stream.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class Producer:
     """Keyed, batched producing of raw records to one topic."""
 
     def __init__(self, settings: Settings) -> None:
-        self._producer = AIOKafkaProducer(linger_ms=5, max_batch_size=512 * 1024, **client_options(settings))
+        self._producer = AIOKafkaProducer(linger_ms=5, **BATCH_LIMITS, **client_options(settings))
         self._n: dict[str, int] = {}
 
     async def __aenter__(self) -> Producer:
@@ -77,22 +79,13 @@ class Producer:
         n = self._n.get(topic)
         if n is None:
             n = self._n[topic] = len(await self._producer.partitions_for(topic))
-        batches: dict[int, Any] = {}
         counts: dict[int, int] = {}
-        futures = []
+        routed: list[Record] = []
         for i, (key, value) in enumerate(records):
             p = partition if partition is not None else (partition_for(key, n) if key is not None else i % n)
-            batch = batches.get(p)
-            if batch is None:
-                batch = batches[p] = self._producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append(await self._producer.send_batch(batch, topic, partition=p))
-                batch = batches[p] = self._producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+            routed.append((topic, p, key, value))
             counts[p] = counts.get(p, 0) + 1
-        for p, batch in batches.items():
-            futures.append(await self._producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*futures)
+        await send_batched(self._producer, routed)
         return counts
 
 

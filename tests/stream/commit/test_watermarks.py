@@ -15,11 +15,12 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from aiokafka.structs import OffsetAndMetadata
 
 from behavior_stream.schema.events import Event
+from behavior_stream.stream.commit.partitioning import partition_for
 from behavior_stream.stream.commit.watermarks import Gap, GapReader, find_gaps, merged_mark, watermark_key
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.offline import replay_states, representations
 from behavior_stream.stream.core.records import InputRecord
-from behavior_stream.stream.runtime.kafka import client_options, ensure_topics, partition_for
+from behavior_stream.stream.runtime.kafka import client_options, ensure_topics
 from behavior_stream.stream.runtime.settings import Settings
 from behavior_stream.testing.broker import EmbeddedBroker
 from behavior_stream.testing.replay import Producer, replay_events

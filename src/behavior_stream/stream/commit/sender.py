@@ -1,7 +1,10 @@
-"""Batched producing with aiokafka's batch API: outputs first, then state, then a fence.
+"""Batched producing with aiokafka's batch API: the one batch-building loop of the package.
 
 Per-message `send()` costs tens of microseconds; appending to a per-partition batch costs a
 few, which keeps the worker's output path well below the framework's own per-event cost.
+`send_batched` is that loop; the worker's `BatchSender` (outputs, state, fences; see
+checkpoint.py for their order) and replay's producer both use it, so a record too large for
+any batch fails the same way everywhere.
 """
 
 from __future__ import annotations
@@ -12,11 +15,63 @@ from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
+from behavior_stream.stream.commit.partitioning import partition_for
 from behavior_stream.stream.core.records import OutMessage
-from behavior_stream.stream.runtime.kafka import partition_for
 
 log = logging.getLogger(__name__)
+
+# Producer size limits of every batching producer (pass as `AIOKafkaProducer(**BATCH_LIMITS)`).
+BATCH_LIMITS = {"max_batch_size": 512 * 1024, "max_request_size": 4 * 1024 * 1024}
+
+Record = tuple[str, int, bytes | None, bytes | None]  # (topic, partition, key, value)
+
+
+async def send_batched(
+    producer: AIOKafkaProducer,
+    records: Iterable[Record],
+    max_request_size: int = BATCH_LIMITS["max_request_size"],
+) -> None:
+    """Send records in per-partition batches and wait until every batch is acknowledged.
+
+    A full batch is sent at once and a new one takes over, so each partition's records keep
+    their order; the partly filled batches follow in order of first use. `max_request_size`
+    must be the producer's: a record larger than that raises ValueError before it is sent.
+    """
+    batches: dict[tuple[str, int], Any] = {}
+    futures = []
+    for topic, partition, key, value in records:
+        batch = batches.get((topic, partition))
+        if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
+            if batch is not None:  # full: it goes now, the partition's next batch takes the record
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = _batch_of_one(producer, topic, partition, key, value, max_request_size)
+            batches[(topic, partition)] = batch
+    for (topic, partition), batch in batches.items():
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    if futures:
+        await asyncio.gather(*futures)
+
+
+def _batch_of_one(
+    producer: AIOKafkaProducer, topic: str, partition: int, key: bytes | None, value: bytes | None, limit: int
+) -> Any:
+    """A new batch holding just this record.
+
+    aiokafka's batches take a first record of any size, and `send_batch` (unlike `send`) does
+    not check the request limit, so an oversized record is refused here, by name, rather than
+    by the broker later or not at all.
+    """
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, [])
+    if size > limit:
+        raise ValueError(
+            f"record for {topic}[{partition}] is {size} bytes and cannot fit even an empty batch "
+            f"(limit: max_request_size={limit} bytes)"
+        )
+    batch = producer.create_batch()
+    batch.append(key=key, value=value, timestamp=None)
+    return batch
 
 
 class BatchSender:
@@ -37,13 +92,7 @@ class BatchSender:
         """Connect the producer (idempotent; aiokafka needs the running loop, so not in __init__)."""
         async with self._lock:
             if self._producer_or_none is None:
-                producer = AIOKafkaProducer(
-                    acks="all",
-                    linger_ms=0,
-                    max_batch_size=512 * 1024,
-                    max_request_size=4 * 1024 * 1024,
-                    **self._options,
-                )
+                producer = AIOKafkaProducer(acks="all", linger_ms=0, **BATCH_LIMITS, **self._options)
                 await producer.start()
                 self._producer_or_none = producer
 
@@ -61,24 +110,9 @@ class BatchSender:
             n = self._partitions[topic] = len(parts)
         return n
 
-    async def send(self, records: Iterable[tuple[str, int, bytes | None, bytes | None]]) -> None:
+    async def send(self, records: Iterable[Record]) -> None:
         """Send (topic, partition, key, value) records and wait until all are acknowledged."""
-        batches: dict[tuple[str, int], Any] = {}
-        futures = []
-        for topic, partition, key, value in records:
-            batch = batches.get((topic, partition))
-            if batch is None:
-                batch = batches[(topic, partition)] = self._producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-                batch = batches[(topic, partition)] = self._producer.create_batch()
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"record of {len(value or b'')} bytes does not fit a batch for {topic}")
-        for (topic, partition), batch in batches.items():
-            if batch.record_count():
-                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
-        if futures:
-            await asyncio.gather(*futures)
+        await send_batched(self._producer, records)
 
     async def send_messages(self, messages: Iterable[OutMessage]) -> None:
         """Send output messages, partitioned by key where no partition is given."""

@@ -1,7 +1,8 @@
 """The user-state table's store: in memory, written once per user per batch, never rolled back.
 
 Faust sends a changelog record on every `table[key] = value`; the worker instead writes the
-store directly and sends the batch's changelog records itself (see `Runtime.flush`).
+store directly and sends the batch's changelog records itself (see `Committer.flush` in
+checkpoint.py, which also explains where this store fits in the exactly-once protocol).
 
 Faust's recovery can hand the store changelog records that are older than what memory already
 holds: records fetched past a lagging end offset are buffered and applied at the next

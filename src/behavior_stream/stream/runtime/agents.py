@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.experiment import VARIANTS, Variant
-
-if TYPE_CHECKING:
-    from behavior_stream.stream.runtime.app import Runtime
+from behavior_stream.stream.runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ async def reload_model(rt: Runtime, path: Path, variant: Variant = "A") -> bool:
             rt.ctx.engine = engine
         else:
             rt.ctx.treatment = engine
-    log.warning("model %s reloaded: %s -> %s", variant, current.version if current else None, engine.version)
+    log.info("model %s reloaded: %s -> %s", variant, current.version if current else None, engine.version)
     rt.metrics.set_models({v: e.version for v, e in rt.ctx.engines().items()})
     rt.metrics.model_reloads.inc()
     return True
@@ -66,7 +64,7 @@ def register(rt: Runtime) -> None:
 
     @app.agent(events_topic, name="process-events")
     async def process_events(stream: Any) -> None:
-        await rt.sender.start()
+        await rt.committer.start()
         async for events in stream.take_events(settings.max_batch, within=settings.batch_ms / 1000):
             await rt.handle(events)
 
@@ -81,7 +79,7 @@ def register(rt: Runtime) -> None:
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_sender(app: Any, **kwargs: Any) -> None:
-        await rt.sender.stop()
+        await rt.committer.stop()
         await rt.gap_reader.stop()
 
     watched: dict[Variant, Path | None] = {"A": settings.checkpoint, "B": settings.ab_checkpoint}

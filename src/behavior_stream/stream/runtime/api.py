@@ -9,17 +9,15 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faust.web import Request, Response, View
 
+from behavior_stream.stream.commit.partitioning import partition_for
 from behavior_stream.stream.core.experiment import summary
 from behavior_stream.stream.core.outputs import excluded_items
 from behavior_stream.stream.core.state import decode_state, session_label, user_key
-from behavior_stream.stream.runtime.kafka import partition_for
-
-if TYPE_CHECKING:
-    from behavior_stream.stream.runtime.app import Runtime
+from behavior_stream.stream.runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("behavior_stream.audit")

@@ -1,16 +1,17 @@
-"""Plain aiokafka plumbing shared by the worker, replay and tests: client options, topics, partitioning."""
+"""Plain aiokafka plumbing shared by the worker, replay and tests: client options and topics.
+
+Keys map to partitions in `behavior_stream.stream.commit.partitioning`.
+"""
 
 from __future__ import annotations
 
 import logging
 import ssl
 from contextlib import suppress
-from functools import lru_cache
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from aiokafka.partitioner import murmur2
 
 from behavior_stream.stream.runtime.settings import Settings
 
@@ -75,9 +76,3 @@ async def ensure_topics(
             log.info("created topics %s", wanted)
     finally:
         await admin.close()
-
-
-@lru_cache(maxsize=1 << 16)
-def partition_for(key: bytes, n_partitions: int) -> int:
-    """Kafka's default partition of a key (murmur2, as the Java client and aiokafka use)."""
-    return (murmur2(key) & 0x7FFFFFFF) % n_partitions
