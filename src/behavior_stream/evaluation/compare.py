@@ -84,7 +84,7 @@ def evaluate_side(
     seqs = drop_unseen_items(sequences, loaded.vocab)[0] if cfg.drop_unseen else list(sequences)
     scorer = ModelScorer(loaded)
     ks = tuple(sorted(set(cfg.ks)))
-    targets = next_item_targets(seqs, loaded.vocab)
+    targets = next_item_targets(seqs, loaded.vocab, loaded.config.session_gap_ms)
     ranking = rank_targets(scorer, seqs, targets, min(max(ks), loaded.vocab.n_items))
     eval_cfg = EvalConfig(ks=ks, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)
     summary = ranking_metrics(ranking, targets, ks, item_counts(history, loaded.vocab), eval_cfg)

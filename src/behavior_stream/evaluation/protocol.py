@@ -21,6 +21,7 @@ import orjson
 
 from behavior_stream.data.splits import EvalSequence
 from behavior_stream.evaluation import metrics as M
+from behavior_stream.evaluation.document import validate_metrics
 from behavior_stream.evaluation.ranking import (
     Ranking,
     Targets,
@@ -30,6 +31,7 @@ from behavior_stream.evaluation.ranking import (
 )
 from behavior_stream.evaluation.scoring import NextItemScorer
 from behavior_stream.schema.events import EventType
+from behavior_stream.schema.sessions import SESSION_GAP_MS
 from behavior_stream.schema.vocab import ItemVocab
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ class EvalConfig:
     threshold: float = 0.5
     batch_size: int = 256  # positions per scorer call: bounds the (batch, n_items) score matrix
     max_rows: int = 256  # positions ranked together (and per batched-scorer call): bounds memory
+    session_gap_ms: int = SESSION_GAP_MS  # of the breakdown's sessions: the evaluated model's
 
 
 def ranking_metrics(
@@ -158,8 +161,9 @@ PROTOCOL = {
     "popularity (count / max count) of top-K items; micro-averaged over predictions",
     "bootstrap": "95% percentile CI, cluster bootstrap over test sequences (paired: same resamples for all "
     "scorers)",
-    "breakdown": "by session prefix length: events of the current session (session id, else a 30-min gap) "
-    "before the target; 0 = the target opens a new session",
+    "breakdown": "by session prefix length: events of the current session before the target; 0 = the "
+    "target opens a new session (a session starts at the user's first event, after a gap over "
+    "session_gap_ms, or when both events carry session ids that differ)",
     "baselines": "fitted on every event before the test period; markov and sknn break ties by training "
     "popularity (a bonus smaller than any difference in their own score)",
     "purchase": "label = the event at position t >= 1 is a purchase; probability from context + events[:t]; "
@@ -176,13 +180,14 @@ def evaluate(
     config: EvalConfig | None = None,
     dataset: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol for every scorer on the same predictions; returns the metrics.json document."""
+    """Run the protocol for every scorer on the same predictions; returns the metrics.json document
+    (schema: `document.MetricsDocument`)."""
     config = config or EvalConfig()
     ks = tuple(sorted(set(config.ks)))
     dropped = 0
     if config.drop_unseen:
         sequences, dropped = drop_unseen_items(sequences, vocab)
-    targets = next_item_targets(sequences, vocab)
+    targets = next_item_targets(sequences, vocab, config.session_gap_ms)
     log.info(
         "evaluating %d predictions in %d sequences (%d unseen targets skipped, %d events dropped)",
         len(targets.items),
@@ -208,6 +213,7 @@ def evaluate(
         "n_bootstrap": config.n_bootstrap,
         "seed": config.seed,
         "catalog_items": vocab.n_items,
+        "session_gap_ms": config.session_gap_ms,
     }
     return {
         "dataset": dataset or {},
@@ -228,7 +234,11 @@ def evaluate(
 
 
 def write_metrics(metrics: dict[str, Any], out_dir: Path) -> Path:
-    """Write `out_dir/metrics.json` (NaN becomes null) and return its path."""
+    """Check `metrics` against the schema (`document.MetricsDocument`), write `out_dir/metrics.json`
+    (NaN becomes null) and return its path; a malformed document raises before anything is written.
+    """
+    # The dict is written, not the model's dump, so the file is exactly what `evaluate` produced.
+    validate_metrics(metrics)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "metrics.json"
     path.write_bytes(orjson.dumps(metrics, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))

@@ -4,34 +4,45 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
-import orjson
 
 from behavior_stream.schema.events import Event, Invalid
+from behavior_stream.stream.core.experiment import Variant
+from behavior_stream.stream.core.messages import (
+    DeadLetter,
+    RawEncoding,
+    Recommendation,
+    Representation,
+    ScoredItem,
+)
 from behavior_stream.stream.core.records import InputRecord, OutMessage
 from behavior_stream.stream.core.state import UserState, session_label
-from behavior_stream.stream.runtime.settings import ExcludePolicy
+
+# Which items a feed leaves out (the `exclude` setting); the core defines it, settings use it.
+ExcludePolicy = Literal["recent", "carted", "purchased"]
 
 
 def dlq_message(dlq_topic: str, rec: InputRecord, bad: Invalid) -> OutMessage:
     """The dead-letter record of an invalid input record (raw bytes kept, hex if not UTF-8)."""
     raw = rec.value or b""
+    encoding: RawEncoding
     try:
         raw_text, encoding = raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         raw_text, encoding = raw.hex(), "hex"
-    body = {
-        "error": bad.reason.value,
-        "detail": bad.detail,
-        "raw": raw_text,
-        "raw_encoding": encoding,
-        "topic": rec.topic,
-        "partition": rec.partition,
-        "offset": rec.offset,
-        "ts": int(time.time() * 1000),
-    }
-    return OutMessage(dlq_topic, rec.key or b"", orjson.dumps(body), None)
+    body = DeadLetter(
+        error=bad.reason,
+        detail=bad.detail,
+        raw=raw_text,
+        raw_encoding=encoding,
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        ts=int(time.time() * 1000),
+    )
+    return OutMessage(dlq_topic, rec.key or b"", body.to_json(), None)
 
 
 def excluded_items(exclude: Iterable[ExcludePolicy], st: UserState) -> set[int]:
@@ -52,31 +63,32 @@ def user_messages(
     st: UserState,
     last: Event,
     model_version: str,
-    variant: str,
+    variant: Variant,
     item_ids: list[str],
     scores: list[float],
     vector: np.ndarray,
 ) -> tuple[OutMessage, OutMessage]:
     """The representation and recommendation messages of one user after a batch."""
     key = last.user_id.encode("utf-8")
-    rep = {
-        "user_id": last.user_id,
-        "ts": last.ts,
-        "session_id": session_label(last.user_id, st),
-        "vector": vector,
-        "model_version": model_version,
-        "variant": variant,
-        "events_seen": st.events_seen,
-    }
-    recs = {
-        "user_id": last.user_id,
-        "ts": last.ts,
-        "event_id": last.event_id,
-        "model_version": model_version,
-        "variant": variant,
-        "items": [{"item_id": i, "score": round(s, 5)} for i, s in zip(item_ids, scores, strict=True)],
-    }
-    return (
-        OutMessage(topics[0], key, orjson.dumps(rep, option=orjson.OPT_SERIALIZE_NUMPY)),
-        OutMessage(topics[1], key, orjson.dumps(recs)),
+    rep = Representation(
+        user_id=last.user_id,
+        ts=last.ts,
+        session_id=session_label(last.user_id, st),
+        vector=vector,
+        model_version=model_version,
+        variant=variant,
+        events_seen=st.events_seen,
     )
+    # Feed entries stay plain dicts (typed by ScoredItem): this loop runs top_k times per user.
+    items: list[ScoredItem] = [
+        {"item_id": i, "score": round(s, 5)} for i, s in zip(item_ids, scores, strict=True)
+    ]
+    recs = Recommendation(
+        user_id=last.user_id,
+        ts=last.ts,
+        event_id=last.event_id,
+        model_version=model_version,
+        variant=variant,
+        items=items,
+    )
+    return OutMessage(topics[0], key, rep.to_json()), OutMessage(topics[1], key, recs.to_json())

@@ -1,0 +1,88 @@
+"""The wire schema of the stream's output topics: one type per message, serialised with orjson.
+
+Every message is a JSON object whose keys are the fields below, in this order (orjson writes a
+dataclass's fields in definition order). Consumers parse them as plain JSON; these types are the
+one definition of what they read, and `outputs.py` is the only place that builds them.
+
+| message          | topic setting            | key         |
+|------------------|--------------------------|-------------|
+| `Representation` | `representations_topic`  | user id     |
+| `Recommendation` | `recommendations_topic`  | user id     |
+| `DeadLetter`     | `dlq_topic`              | input key   |
+
+The messages are frozen, slotted dataclasses rather than pydantic models: they are built per user
+per batch on the hot path, where a dataclass costs about a microsecond over a dict and orjson
+serialises it natively. Feed entries are a `TypedDict` (a plain dict at run time): a dataclass
+per entry would triple the cost of building a 20-item feed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+import numpy as np
+import orjson
+
+from behavior_stream.schema.events import Reason
+from behavior_stream.stream.core.experiment import Variant
+
+RawEncoding = Literal["utf-8", "hex"]
+
+
+@dataclass(frozen=True, slots=True)
+class Representation:
+    """A user's representation after a batch: the model's hidden state, on `representations_topic`."""
+
+    user_id: str
+    ts: int  # event time (ms) of the last event applied
+    session_id: str  # the producer's session id, else `<user_id>@<session start ms>`
+    vector: np.ndarray  # float32 (hidden,): the model's representation of the user
+    model_version: str  # checkpoint that produced the state
+    variant: Variant  # A/B arm serving this user ("A" without an experiment)
+    events_seen: int  # events applied to this user's state since it was created
+
+    def to_json(self) -> bytes:
+        """The message value: UTF-8 JSON, the vector as an array of numbers."""
+        return orjson.dumps(self, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+class ScoredItem(TypedDict):
+    """One entry of a feed."""
+
+    item_id: str
+    score: float  # the model's score (trending count for cold users), rounded to 5 decimals
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """A user's top-K feed after a batch, on `recommendations_topic`."""
+
+    user_id: str
+    ts: int  # event time (ms) of the last event applied
+    event_id: str  # id of that event: the feed answers it
+    model_version: str
+    variant: Variant
+    items: list[ScoredItem]  # best first; at most `top_k`, purchased/carted/recent left out per `exclude`
+
+    def to_json(self) -> bytes:
+        """The message value: UTF-8 JSON."""
+        return orjson.dumps(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input record rejected by validation, on `dlq_topic`, with where it came from."""
+
+    error: Reason  # serialised as its value, e.g. "not_json"
+    detail: str  # human-readable reason
+    raw: str  # the record's value: as text when UTF-8, else hex ("" for a tombstone)
+    raw_encoding: RawEncoding
+    topic: str  # input topic, partition and offset of the rejected record
+    partition: int
+    offset: int
+    ts: int  # wall-clock time (ms) of rejection, not event time: the record may have none
+
+    def to_json(self) -> bytes:
+        """The message value: UTF-8 JSON."""
+        return orjson.dumps(self)

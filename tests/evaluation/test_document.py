@@ -1,0 +1,89 @@
+"""The metrics.json schema: it accepts what `evaluate` writes and rejects malformed documents."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from behavior_stream.evaluation.baselines import FirstOrderMarkov, MostPopular, PurchaseBaseRate, item_counts
+from behavior_stream.evaluation.document import MetricsDocument, validate_metrics
+from behavior_stream.evaluation.protocol import EvalConfig, evaluate, write_metrics
+from behavior_stream.evaluation.scoring import NextItemScorer
+from tests.evaluation.test_protocol import _small_split
+
+
+@pytest.fixture(scope="module")
+def metrics() -> dict[str, Any]:
+    history, seqs, vocab = _small_split()
+    scorers: list[NextItemScorer] = [
+        MostPopular().fit(history, vocab),
+        FirstOrderMarkov().fit(history, vocab),
+    ]
+    return evaluate(
+        seqs,
+        vocab,
+        item_counts(history, vocab),
+        scorers,
+        [PurchaseBaseRate().fit(history, vocab)],
+        EvalConfig(ks=(5, 10), n_bootstrap=50),
+        {"name": "tiny"},
+    )
+
+
+def test_accepts_what_evaluate_writes(metrics: dict[str, Any], tmp_path: Path) -> None:
+    doc = validate_metrics(metrics)
+    assert doc.protocol.ks == [5, 10] and set(doc.next_item) == {"pop", "markov"}
+    assert doc.next_item["pop"].at_k().keys() == {
+        f"{m}@{k}" for m in ("recall", "mrr", "ndcg", "coverage", "popularity") for k in (5, 10)
+    }
+    # The written file (NaN as null) validates too, and is exactly the dict: validation adds nothing.
+    written = orjson.loads(write_metrics(metrics, tmp_path).read_bytes())
+    validate_metrics(written)
+    assert written == orjson.loads(orjson.dumps(metrics))
+    assert list(written) == ["dataset", "protocol", "counts", "next_item", "purchase", "breakdown"]
+    probes = {"protocol": {}, "skipped": "only 2 users have history and a test session"}
+    assert validate_metrics({**metrics, "probes": probes}).probes == probes
+
+
+def _broken(metrics: dict[str, Any], *path: str, value: Any = None, delete: bool = False) -> dict[str, Any]:
+    doc = copy.deepcopy(metrics)
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    if delete:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "delete"),
+    [
+        (("counts",), None, True),  # a missing section
+        (("counts", "predictions"), "141", False),  # a number as a string
+        (("protocol", "ks"), [], False),  # no cut-offs
+        (("protocol", "extra"), 1, False),  # an unknown key
+        (("next_item", "pop", "mrr@10"), None, True),  # a metric missing at one K
+        (("next_item", "pop", "recall@20"), 0.5, False),  # a K that was not evaluated
+        (("next_item", "pop", "recall@5"), "high", False),  # a figure that is not a number
+        (("next_item", "pop", "ci95", "recall@5"), [0.1], False),  # an interval of one bound
+        (("purchase", "base-rate", "roc_auc"), None, True),
+        (("breakdown", "pop"), [{"bucket": "0", "n": 0}], False),  # a bucket without figures
+        (("unexpected",), {}, False),
+    ],
+)
+def test_rejects_malformed(metrics: dict[str, Any], path: tuple[str, ...], value: Any, delete: bool) -> None:
+    with pytest.raises(ValidationError):
+        MetricsDocument.model_validate(_broken(metrics, *path, value=value, delete=delete))
+
+
+def test_write_metrics_refuses_a_malformed_document(metrics: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        write_metrics(_broken(metrics, "counts", delete=True), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
