@@ -5,11 +5,12 @@ The benchmarks live beside the package, not in it: they import `behavior_stream`
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from behavior_stream.stream.runtime.logs import configure_logging
 
 
 def bench_command(
@@ -35,7 +36,6 @@ def bench_command(
     from benchmarks.report import json_line, report_lines
     from benchmarks.suite import run_suite
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         phases = parse_phases(only, skip)
     except ValueError as exc:
@@ -53,6 +53,9 @@ def bench_command(
 
 def main() -> None:
     """Entry point of `python -m benchmarks`."""
+    # Here, not in bench_command, which tests run in-process. WARNING: the suite reports its
+    # phases at WARNING, and the per-topic and per-epoch INFO lines would bury them.
+    configure_logging("warning")
     typer.run(bench_command)
 
 

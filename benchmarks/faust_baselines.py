@@ -10,7 +10,6 @@ Run as `python -m benchmarks.faust_baselines` with BEHAVIOR_STREAM_* settings an
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -24,8 +23,8 @@ from behavior_stream.schema.events import Invalid, parse_event
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.state import decode_state, encode_state
 from behavior_stream.stream.runtime.app import faust_options
+from behavior_stream.stream.runtime.logs import configure_logging
 from behavior_stream.stream.runtime.settings import Settings, load_settings
-from behavior_stream.stream.runtime.worker import quiet_logging
 from benchmarks.child import Child, child_env
 from benchmarks.config import NO_SCORING
 from benchmarks.rates import ProgressFile, Rate, read_progress, watch
@@ -89,8 +88,8 @@ def register_naive(app: faust.App, settings: Settings, progress: ProgressFile) -
 
 def main() -> None:
     """Child entry point: build the app for BENCH_MODE and run it until SIGTERM."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    configure_logging(settings.log_level)
     mode = next((m for m in get_args(Mode) if m == os.environ[MODE_ENV]), None)
     if mode is None:
         raise SystemExit(f"{MODE_ENV}={os.environ[MODE_ENV]!r} is not one of {get_args(Mode)}")
@@ -100,8 +99,10 @@ def main() -> None:
         register_naive(app, settings, progress)
     else:
         register_trivial(app, settings, progress, mode)
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    quiet_logging(settings.log_level)
+    # As the worker: our logging as configured above, not Faust's own handler and levels.
+    worker = Worker(
+        app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False
+    )
     worker.execute_from_commandline()
 
 

@@ -12,7 +12,6 @@ Run as `python -m benchmarks.quix_peer` with BEHAVIOR_STREAM_* settings and BENC
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from behavior_stream.schema.events import TYPE_INDEX, Invalid, parse_event
 from behavior_stream.schema.vocab import stable_hash
 from behavior_stream.stream.core.state import UserState, decode_state, encode_state
 from behavior_stream.stream.runtime.kafka import ensure_topics
+from behavior_stream.stream.runtime.logs import configure_logging
 from behavior_stream.stream.runtime.settings import load_settings
 from benchmarks.child import Child, child_env
 from benchmarks.config import NO_SCORING
@@ -59,6 +59,7 @@ def main() -> None:
     from quixstreams.state.rocksdb import RocksDBOptions
 
     settings = load_settings()
+    configure_logging(settings.log_level)
     progress = ProgressFile(Path(os.environ[PROGRESS_ENV]), int(os.environ[TARGET_ENV]))
     config = ModelConfig()
     app = Application(
@@ -131,5 +132,4 @@ def measure_quix(workload: Workload) -> Rate:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     main()

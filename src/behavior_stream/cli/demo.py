@@ -69,14 +69,13 @@ class DemoOptions:
 def dataset(opts: DemoOptions) -> tuple[list[Event], dict[str, str], Path]:
     """The demo's events in time order, item -> display name, and the data file."""
     if opts.data is not None:
-        loaded = load_events(opts.data, opts.fmt)
-        log.warning("%s", loaded.report.summary())
+        loaded = load_events(opts.data, opts.fmt)  # logs its own summary of the rows read
         return loaded.events, {i: f"category {c}" for i, c in loaded.categories.items()}, opts.data
     path = (
         opts.workdir / f"events-{DEFAULT_USERS}u-{DEFAULT_ITEMS}i-{DEFAULT_EVENTS}e-s{DEFAULT_SEED}.jsonl.gz"
     )
     if not path.exists():
-        log.warning("generating %d synthetic events -> %s", DEFAULT_EVENTS, path)
+        log.info("generating %d synthetic events -> %s", DEFAULT_EVENTS, path)
         generate(DEFAULT_USERS, DEFAULT_ITEMS, DEFAULT_EVENTS, DEFAULT_SEED, path)
     events = load_events(path, "jsonl").events
     names = {}
@@ -92,7 +91,7 @@ def trained_model(opts: DemoOptions, history: list[Event], data_path: Path) -> t
     ).hexdigest()
     path = opts.workdir / f"model-{opts.cell}-{key[:10]}.pt"
     if path.exists():
-        log.warning("reusing cached checkpoint %s", path)
+        log.info("reusing cached checkpoint %s", path)
         return path, 0.0
     started = time.perf_counter()
     result = train_model(
@@ -171,7 +170,7 @@ def run_demo(opts: DemoOptions) -> DemoReport:
         report.feeds = [worker.json(f"/users/{u}/recommendations") for u in report.sample_users(later)]
         print_summary(report)
         if opts.keep_running:
-            log.warning("worker and broker keep running (Ctrl-C to stop): %s/metrics", worker.url)
+            log.info("worker and broker keep running (Ctrl-C to stop): %s/metrics", worker.url)
             while True:
                 time.sleep(3600)
         return report

@@ -5,20 +5,22 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
 
 from behavior_stream.cli.options import parse_format
 from behavior_stream.data.loaders import FORMATS, Format, load_events
 from behavior_stream.data.splits import SplitUnit, default_split_unit, eval_sequences, time_split
-from behavior_stream.evaluation.baselines import BASELINE_NAMES, PurchaseBaseRate, item_counts, make_baseline
-from behavior_stream.evaluation.protocol import EvalConfig, PurchaseScorer, evaluate, write_metrics
-from behavior_stream.evaluation.report import next_item_table, purchase_table, write_report
-from behavior_stream.evaluation.scoring import NextItemScorer
-from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.schema.events import Event
 from behavior_stream.schema.vocab import ItemVocab
+
+# The evaluation modules pull in torch, scipy and matplotlib: imported inside the functions that
+# use them, so that importing the CLI (every command, `--help` too) stays light.
+if TYPE_CHECKING:
+    from behavior_stream.evaluation.protocol import PurchaseScorer
+    from behavior_stream.evaluation.scoring import NextItemScorer
+    from behavior_stream.nn.checkpoint import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,8 @@ def _scorers(
     loaded: LoadedModel | None, names: list[str], history: list[Event], vocab: ItemVocab
 ) -> tuple[list[NextItemScorer], list[PurchaseScorer]]:
     """The model (when loaded) first, then the baselines fitted on the history, and purchase predictors."""
+    from behavior_stream.evaluation.baselines import PurchaseBaseRate, make_baseline
+
     scorers: list[NextItemScorer] = []
     purchase: list[PurchaseScorer] = []
     if loaded is not None:
@@ -121,6 +125,8 @@ def _scorers(
 
 
 def _baseline_names(text: str) -> list[str]:
+    from behavior_stream.evaluation.baselines import BASELINE_NAMES
+
     names = [n.strip() for n in text.split(",") if n.strip() and n.strip() != "none"]
     unknown = sorted(set(names) - set(BASELINE_NAMES))
     if unknown:
@@ -158,6 +164,16 @@ def evaluate_command(
     ] = False,
 ) -> None:
     """Evaluate next-item ranking (model + baselines) and purchase prediction on the held-out split."""
+    from behavior_stream.evaluation.baselines import item_counts
+    from behavior_stream.evaluation.protocol import EvalConfig, evaluate, write_metrics
+    from behavior_stream.evaluation.report import (
+        NO_PLOTS_NOTE,
+        next_item_table,
+        plotting_available,
+        purchase_table,
+        write_report,
+    )
+
     data, loose = split_inputs(inputs)
     ks = parse_ks(k or [], loose)
     fmt_ = parse_format(fmt)
@@ -178,7 +194,11 @@ def evaluate_command(
     vocab = loaded.vocab if loaded else ItemVocab.build(e.item_id for e in history)
     scorers, purchase_scorers = _scorers(loaded, names, history, vocab)
     drop_unseen = gru4rec_compat if gru4rec_compat is not None else fmt == "gru4rec"
-    config = EvalConfig(ks=ks, n_bootstrap=n_bootstrap, seed=seed, drop_unseen=drop_unseen)
+    # The breakdown splits sessions where the model does; baselines alone use the default gap.
+    gap_ms = loaded.config.session_gap_ms if loaded else EvalConfig.session_gap_ms
+    config = EvalConfig(
+        ks=ks, n_bootstrap=n_bootstrap, seed=seed, drop_unseen=drop_unseen, session_gap_ms=gap_ms
+    )
     sequences = eval_sequences(history, test_events)
     metrics = evaluate(
         sequences, vocab, item_counts(history, vocab), scorers, purchase_scorers, config, dataset
@@ -201,3 +221,5 @@ def evaluate_command(
     if metrics["purchase"]:
         typer.echo("\n" + purchase_table(metrics))
     typer.echo(f"\nwrote {out / 'metrics.json'} and {report}")
+    if not plotting_available():
+        typer.echo(NO_PLOTS_NOTE, err=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,7 @@ from behavior_stream.cli.evaluate import evaluate_command
 from behavior_stream.cli.options import parse_format
 from behavior_stream.cli.train import train_command
 from behavior_stream.simulate.generator import DEFAULT_EVENTS, DEFAULT_ITEMS, DEFAULT_SEED, DEFAULT_USERS
+from behavior_stream.stream.runtime.logs import LEVELS, configure_logging
 
 app = typer.Typer(
     help="Real-time user representations and next-item recommendations from behavior events.",
@@ -36,10 +36,20 @@ app.command(
 )(compare_command)
 
 
-def _logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+@app.callback()
+def configure(
+    ctx: typer.Context,
+    log_level: Annotated[
+        str | None,
+        typer.Option(help=f"{'|'.join(LEVELS)} for every command (default: info; worker: its setting)."),
+    ] = None,
+) -> None:
+    """Real-time user representations and next-item recommendations from behavior events."""
+    try:
+        configure_logging(log_level or "info")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-level") from None
+    ctx.obj = log_level  # flags win over the environment: the worker uses it unless given its own
 
 
 @app.command()
@@ -56,7 +66,6 @@ def generate(
     """Write synthetic, realistic e-commerce behavior events (plus an item catalog sidecar)."""
     from behavior_stream.simulate.generator import generate as run_generate
 
-    _logging()
     data = run_generate(users, items, events, seed, out, categories=categories)
     typer.echo(
         f"wrote {data.stats.events:,} events of {data.stats.users:,} users over {items:,} items to {out}"
@@ -70,7 +79,6 @@ def broker(
     """Run the embedded Kafka-protocol broker (Tansu, memory storage) until Ctrl-C."""
     from behavior_stream.testing.broker import EmbeddedBroker
 
-    _logging()
     b = EmbeddedBroker(port=port).start()
     typer.echo(f"broker listening on {b.bootstrap} (Ctrl-C to stop)")
     try:
@@ -83,6 +91,7 @@ def broker(
 
 @app.command()
 def worker(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path | None, typer.Option(help="Model checkpoint (hot-reloaded on change).")
     ] = None,
@@ -110,9 +119,9 @@ def worker(
         batch_ms=batch_ms,
         top_k=top_k,
         data_dir=data_dir,
-        log_level=log_level,
+        log_level=log_level or ctx.obj,
     )
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     sys.argv = sys.argv[:1]  # Faust's worker parses argv itself; our flags are already applied
     run_worker(settings)
 
@@ -144,7 +153,6 @@ def replay(
     from behavior_stream.stream.runtime.settings import load_settings
     from behavior_stream.testing.replay import Pace, replay_events
 
-    _logging("warning")
     fmt_ = parse_format(fmt)
     if sum(x is not None and x is not False for x in (speed, rate, max_ or None)) > 1:
         raise typer.BadParameter("choose one of --speed, --rate and --max")
@@ -178,7 +186,6 @@ def demo(
     """The whole system from nothing: broker, data, training, worker, replay, summary."""
     from behavior_stream.cli.demo import DemoOptions, run_demo
 
-    _logging("warning")
     opts = DemoOptions(
         workdir=workdir,
         data=data,

@@ -72,7 +72,6 @@ def train_command(
     from behavior_stream.nn.checkpoint import save_checkpoint
     from behavior_stream.training.loop import train_model
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     fmt_ = parse_format(fmt)
     cell_ = cast(Cell, _choice(cell, CELLS, "--cell"))
     unit = cast(

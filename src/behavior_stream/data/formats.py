@@ -1,7 +1,7 @@
 """Row readers for the supported input formats: each turns lines of a file into events or rejects.
 
-Every row goes through `behavior_stream.schema.events.validate_event`, so a loader can never produce an event that
-the stream would reject. Malformed rows become `Rejected` values and never abort a read.
+Every row goes through `behavior_stream.schema.events.validate_event`, so a loader can never
+produce an event that the stream would reject. Malformed rows become `Rejected` values and never abort a read.
 """
 
 from __future__ import annotations

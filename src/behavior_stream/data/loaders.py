@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 from typing import Literal, get_args
 
-import numpy as np
-
+from behavior_stream.data.formats import (
+    LoadReport,
+    Rejected,
+    Row,
+    diginetica_categories,
+    open_binary,
+    read_diginetica,
+    read_gru4rec,
+    read_jsonl,
+    read_taobao,
+)
 from behavior_stream.schema.events import Event
-from behavior_stream.data.formats import LoadReport, Rejected, Row, diginetica_categories, open_binary, read_diginetica, read_gru4rec, read_jsonl, read_taobao
 
 __all__ = [
     "FORMATS",

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+# matplotlib (the `plot` extra) is imported only by the plotting functions: it is optional, and
+# importing it would cost every user of the tables close to a second.
+NO_PLOTS_NOTE = "No plots: matplotlib is not installed (`pip install 'behavior-stream[plot]'`)."
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
+
+def plotting_available() -> bool:
+    """Whether matplotlib is installed; without it `write_report` writes the report without plots."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _use_agg() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+
 
 GRU4REC_NOTE = (
     "GRU4Rec compatibility: as in the GRU4Rec reference evaluation, test events whose item is not in "
@@ -90,6 +101,9 @@ def breakdown_table(metrics: dict[str, Any]) -> str:
 
 def plot_metric_at_k(metrics: dict[str, Any], path: Path) -> None:
     """Recall@K and MRR@K against K with 95% CI bars, one line per scorer."""
+    _use_agg()
+    import matplotlib.pyplot as plt
+
     ks: list[int] = metrics["protocol"]["ks"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("recall", "mrr"), strict=True):
@@ -115,6 +129,9 @@ def plot_metric_at_k(metrics: dict[str, Any], path: Path) -> None:
 
 def plot_by_length(metrics: dict[str, Any], path: Path) -> None:
     """Recall@K (headline K) per session-prefix-length bucket, one line per scorer."""
+    _use_agg()
+    import matplotlib.pyplot as plt
+
     k = headline_k(metrics)
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, rows in metrics["breakdown"].items():
@@ -130,6 +147,10 @@ def plot_by_length(metrics: dict[str, Any], path: Path) -> None:
 
 def plot_training(history: list[dict[str, Any]], path: Path) -> None:
     """Per-epoch training curves: series named `*loss*` on the left, `valid*` on the right."""
+    _use_agg()
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
     keys = sorted({k for h in history for k, v in h.items() if isinstance(v, int | float)})
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -222,12 +243,18 @@ def _probes_section(probes: dict[str, Any]) -> list[str]:
 
 
 def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str, Any]] | None = None) -> Path:
-    """Write report.md and its PNG plots into `out_dir`; returns the report path."""
+    """Write report.md and its PNG plots (when matplotlib is installed) into `out_dir`; returns the
+    report path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_metric_at_k(metrics, out_dir / "metric_at_k.png")
-    plot_by_length(metrics, out_dir / "metric_by_length.png")
+    plots = plotting_available()
+    if plots:
+        plot_metric_at_k(metrics, out_dir / "metric_at_k.png")
+        plot_by_length(metrics, out_dir / "metric_by_length.png")
     k = headline_k(metrics)
-    lines = ["# Evaluation report", "", "## Dataset", ""]
+    lines = ["# Evaluation report", ""]
+    if not plots:
+        lines += [NO_PLOTS_NOTE, ""]
+    lines += ["## Dataset", ""]
     lines += [*(f"- {key}: {value}" for key, value in metrics["dataset"].items()), ""]
     lines += _protocol_section(metrics)
     lines += [
@@ -238,19 +265,17 @@ def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str,
         "",
         next_item_table(metrics),
         "",
-        "![metric@K](metric_at_k.png)",
-        "",
+        *(["![metric@K](metric_at_k.png)", ""] if plots else []),
         "## By session prefix length",
         "",
         breakdown_table(metrics),
         "",
-        "![metric by length](metric_by_length.png)",
-        "",
+        *(["![metric by length](metric_by_length.png)", ""] if plots else []),
     ]
     lines += _purchase_section(metrics)
     if "probes" in metrics:
         lines += _probes_section(metrics["probes"])
-    if history:
+    if history and plots:
         plot_training(history, out_dir / "training_curves.png")
         lines += ["## Training", "", "![training curves](training_curves.png)", ""]
     path = out_dir / "report.md"

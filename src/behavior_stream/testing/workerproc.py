@@ -1,4 +1,4 @@
-"""A worker as a subprocess (`python -m behavior_stream.stream.runtime.worker`) for the demo, benchmarks, tests."""
+"""A worker as a subprocess (`python -m behavior_stream.stream.runtime.worker`): demo, benchmarks, tests."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ExcludePolicy = Literal["recent", "carted", "purchased"]
+from behavior_stream.stream.core.outputs import ExcludePolicy
+
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -76,7 +77,9 @@ class Settings(BaseSettings):
         None, description="Address other workers use to reach this one (default: web_host)"
     )
     api_token: SecretStr | None = Field(None, description="Bearer token required for DELETE when set")
-    log_level: LogLevel = "warning"
+    log_level: LogLevel = Field(
+        "info", description="Our loggers' level; Faust, mode and aiokafka stay at warning unless debug"
+    )
     data_dir: Path = Field(Path("runs/worker"), description="Faust's local data directory")
 
     @property

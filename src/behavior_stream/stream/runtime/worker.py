@@ -14,21 +14,8 @@ from behavior_stream.stream.runtime.app import build_app
 from behavior_stream.stream.runtime.kafka import ensure_topics
 from behavior_stream.stream.runtime.settings import Settings
 
-log = logging.getLogger(__name__)
-
-
-def quiet_logging(level: str) -> None:
-    """Set levels, and at warning or above disable lower records globally.
-
-    Faust and aiokafka build many debug/info records on hot paths; `logging.disable` makes
-    those calls return at once instead of walking the logger hierarchy per event.
-    """
-    numeric = getattr(logging, level.upper())
-    logging.getLogger().setLevel(numeric)
-    for name in ("faust", "mode", "aiokafka", "kafka"):
-        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
-    if numeric >= logging.WARNING:
-        logging.disable(logging.INFO)
+# Not __name__: run with `python -m` this module is `__main__`, outside the behavior_stream loggers.
+log = logging.getLogger("behavior_stream.stream.runtime.worker")
 
 
 def run_worker(settings: Settings) -> None:
@@ -43,8 +30,8 @@ def run_worker(settings: Settings) -> None:
     treatment = None
     if settings.ab_checkpoint is not None:
         treatment = ModelEngine.from_checkpoint(settings.ab_checkpoint, settings.ann_threshold, engine)
-        log.warning("A/B: variant B %s for %.0f%% of users", treatment.version, 100 * settings.ab_split)
-    log.warning(
+        log.info("A/B: variant B %s for %.0f%% of users", treatment.version, 100 * settings.ab_split)
+    log.info(
         "worker %s: model %s, %d items (%s scoring), web on %s:%d",
         settings.app_id,
         engine.version,
@@ -54,17 +41,19 @@ def run_worker(settings: Settings) -> None:
         settings.web_port,
     )
     rt = build_app(settings, engine, treatment)
-    # Logging is configured once, by the caller (one handler, so no line is written twice).
+    # Logging is configured by the caller (`configure_logging`); override_logging=False keeps Faust
+    # from installing a second handler and resetting the levels.
     worker = Worker(
         rt.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False
     )
-    quiet_logging(settings.log_level)
     worker.execute_from_commandline()
 
 
 # `python -m behavior_stream.stream.runtime.worker`: settings from the environment only
 if __name__ == "__main__":
+    from behavior_stream.stream.runtime.logs import configure_logging
     from behavior_stream.stream.runtime.settings import load_settings
 
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_worker(load_settings())
+    main_settings = load_settings()
+    configure_logging(main_settings.log_level)
+    run_worker(main_settings)
