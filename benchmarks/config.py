@@ -12,10 +12,12 @@ from behavior_stream.nn.config import Cell
 # In run order: the target ratios' figures first, the optional extras last (see `BenchConfig`).
 Phase = Literal[
     "ceiling", "faust", "naive", "quix", "worker", "latency",
-    "scale", "state", "rss", "profile", "training", "core", "hostile",
+    "scale", "state", "rss", "profile", "training", "core", "hostile", "recovery",
 ]  # fmt: skip
 PHASES: tuple[Phase, ...] = get_args(Phase)
-BROKER_PHASES = frozenset({"ceiling", "faust", "naive", "quix", "worker", "latency", "scale", "rss"})
+BROKER_PHASES = frozenset(
+    {"ceiling", "faust", "naive", "quix", "worker", "latency", "scale", "rss", "recovery"}
+)
 Catalog = Literal["small", "large"]
 # Phases that start after this many seconds are skipped: `make bench` must end within 10 minutes.
 BUDGET_S = 480.0

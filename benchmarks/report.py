@@ -68,6 +68,15 @@ TARGETS: tuple[Target, ...] = (
     Target("training examples/s (Taobao sample)", "train.examples_per_s", "reported"),
     Target("training wall time (Taobao sample)", "train.wall_s", "reported", unit=" s"),
     Target("evaluation time per 10k predictions", "eval.seconds_per_10k", "reported", unit=" s"),
+    Target(
+        "warm restart, 1M users, RocksDB store",
+        "recovery.1m.rocksdb_warm.s",
+        "<= 60 s",
+        60.0,
+        at_least=False,
+        unit=" s",
+    ),
+    Target("restart, 1M users, memory store", "recovery.1m.memory_warm.s", "reported", unit=" s"),
 )
 
 
@@ -138,6 +147,23 @@ def profile_lines(figures: Figures) -> list[str]:
     return _table(["part of the worker", "us/event", "share"], rows) if rows else []
 
 
+def recovery_lines(figures: Figures) -> list[str]:
+    """Seconds from worker start to serving, per state size and store (empty when not run)."""
+    kinds = ("memory_cold", "memory_warm", "rocksdb_cold", "rocksdb_warm")
+    rows = []
+    for key in sorted(k for k in figures if k.startswith("recovery.") and k.endswith(".changelog_mb")):
+        size = key.removeprefix("recovery.").removesuffix(".changelog_mb")
+        cells = []
+        for kind in kinds:
+            prefix = f"recovery.{size}.{kind}"
+            seconds, capped = figures.get(f"{prefix}.s"), figures.get(f"{prefix}.capped_s")
+            users = figures.get(f"{prefix}.users")
+            cells.append(f"> {capped:.0f} ({users} users)" if capped else _fmt(seconds))
+        rows.append([size, _fmt(figures[key]), *cells])
+    header = ["users", "changelog MB", *(f"{k.replace('_', ' ')} s" for k in kinds)]
+    return _table(header, rows) if rows else []
+
+
 def report_lines(figures: Figures) -> list[str]:
     """Every table, separated by blank lines, then errors and skipped phases."""
     lines: list[str] = []
@@ -145,6 +171,7 @@ def report_lines(figures: Figures) -> list[str]:
         throughput_lines(figures),
         latency_lines(figures),
         profile_lines(figures),
+        recovery_lines(figures),
         target_lines(figures),
     ):
         if table:

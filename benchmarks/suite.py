@@ -23,6 +23,7 @@ from benchmarks.latency import measure_latency
 from benchmarks.memory import rss_growth, state_size
 from benchmarks.profile import profile_worker
 from benchmarks.quix_peer import measure_quix
+from benchmarks.recovery import measure_recovery
 from benchmarks.report import Figures
 from benchmarks.training import measure_training
 from benchmarks.worker_runs import WORKER_THREADS, measure_core, measure_scale, measure_worker
@@ -49,7 +50,7 @@ class Suite:
             log.warning("skipping %s: %.0fs elapsed, budget %.0fs", name, elapsed, self.budget_s)
             self.figures[f"skipped.{name}"] = "time budget"
             return
-        log.warning("phase %s ...", name)
+        log.info("phase %s ...", name)
         t0 = time.monotonic()
         try:
             self.figures.update(body())
@@ -177,6 +178,7 @@ def run_suite(config: BenchConfig, budget_s: float = BUDGET_S) -> Figures:
         ("training", lambda: measure_training(config).figures()),
         ("hostile", lambda: measure_hostile(workload)),
         ("core", lambda: _cores(workload)),
+        ("recovery", lambda: measure_recovery(workload)),
     ]
     try:
         if config.needs_broker():

@@ -3,7 +3,9 @@
 The mechanism (README, "Exactly-once state"): outputs, then state records, then a one-record
 fence per changelog partition (carrying the input watermark) are sent before a batch's input
 offsets are acknowledged; every user state carries the last input offset applied, so a
-redelivered record is skipped; the store never applies a changelog record older than memory.
+redelivered record is skipped; the store never applies a changelog record older than what it
+reflects. Run on both stores: memory (each restart re-reads the whole changelog) and RocksDB
+(each restart reads it from the offset persisted with the local data, after a SIGKILL too).
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ from tests.streamkit import (
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
 
 
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
 def test_sigkill_three_times_keeps_states_exact(
-    broker: EmbeddedBroker, tmp_path: Path, taobao_events: list[Event], taobao_checkpoint: Path
+    broker: EmbeddedBroker, tmp_path: Path, taobao_events: list[Event], taobao_checkpoint: Path, store: str
 ) -> None:
     events = taobao_events[:60_000]
-    settings = stream_settings(broker, tmp_path, taobao_checkpoint, ann_threshold=0, max_batch=500)
+    settings = stream_settings(
+        broker, tmp_path, taobao_checkpoint, ann_threshold=0, max_batch=500, store=store
+    )
     asyncio.run(ensure_topics(settings))
     asyncio.run(replay_events(settings, events))
     rng = random.Random(7)
