@@ -11,11 +11,23 @@ import pytest
 
 from behavior_stream.schema.events import Event
 from behavior_stream.stream.core.engine import ModelEngine
-from behavior_stream.stream.core.experiment import bucket_of, two_proportion_test, variant_of
+from behavior_stream.stream.core.experiment import (
+    ClusterSums,
+    VariantCounts,
+    VariantStats,
+    bucket_of,
+    clustered_difference,
+    clustered_rate,
+    merge_stats,
+    summary,
+    two_proportion_test,
+    variant_of,
+)
 from behavior_stream.stream.core.offline import replay_states, representations
 from behavior_stream.stream.core.process import StreamContext, process_batch
 from behavior_stream.stream.core.records import InputRecord
 from behavior_stream.stream.core.state import decode_state, user_key
+from tests.corekit import core_context
 from tests.streamkit import make_checkpoint
 
 
@@ -41,6 +53,59 @@ def test_two_proportion_test_hand_computed() -> None:
     assert math.isnan(two_proportion_test(0, 0, 1, 10)["diff"])
 
 
+def test_cluster_sums_hand_computed_and_mergeable() -> None:
+    # users (n, h): (3, 1), (2, 2) -> G 2, n 5, h 3, h2 1+4, n2 9+4, hn 3+4
+    s = ClusterSums.of([(3, 1), (2, 2), (0, 0)])  # a user without predictions is no cluster
+    assert s == ClusterSums(users=2, n=5, h=3, h2=5, n2=13, hn=7)
+    assert ClusterSums.of([(3, 1)]) + ClusterSums.of([(2, 2)]) == s
+
+
+def test_clustered_rate_hand_computed() -> None:
+    # (10, 10), (10, 0): p = 0.5; (100 - 2*.5*100 + .25*200) / 20^2 * 2/1 = 0.25
+    p, var = clustered_rate(ClusterSums.of([(10, 10), (10, 0)]))
+    assert p == pytest.approx(0.5) and var == pytest.approx(0.25)
+    # One prediction per user is the binomial case up to G/(G-1): p(1-p)/(G-1).
+    p, var = clustered_rate(ClusterSums.of([(1, 1)] * 3 + [(1, 0)] * 7))
+    assert p == pytest.approx(0.3) and var == pytest.approx(0.3 * 0.7 / 9)
+    assert all(math.isnan(x) for x in clustered_rate(ClusterSums.of([(5, 2)])))  # one user: undefined
+
+
+def test_clustered_interval_is_wider_than_the_naive_one() -> None:
+    # A: one user always hits, one never (p 0.5, var 0.25); B: both always hit (p 1, var 0).
+    a, b = ClusterSums.of([(10, 10), (10, 0)]), ClusterSums.of([(10, 10), (10, 10)])
+    t = clustered_difference(a, b)
+    assert t["diff"] == pytest.approx(0.5)
+    assert (t["ci_low"], t["ci_high"]) == (pytest.approx(0.5 - 1.96 * 0.5), pytest.approx(0.5 + 1.96 * 0.5))
+    assert t["z"] == pytest.approx(1.0) and t["p_value"] == pytest.approx(math.erfc(1 / math.sqrt(2)))
+    naive = two_proportion_test(10, 20, 20, 20)  # the same 40 events as independent draws
+    assert naive["ci_high"] - naive["ci_low"] == pytest.approx(2 * 1.96 * math.sqrt(0.25 / 20))
+    assert t["ci_high"] - t["ci_low"] > 4 * (naive["ci_high"] - naive["ci_low"])
+    assert naive["p_value"] < 0.001 < 0.05 < t["p_value"]  # significant only if events were independent
+    assert math.isnan(clustered_difference(a, ClusterSums())["p_value"])
+
+
+def test_worker_stats_merge_into_the_group_summary() -> None:
+    one, two = VariantCounts(), VariantCounts()
+    for user, rank in (("u1", 1), ("u1", None), ("u2", 30)):
+        one.add_rank(rank, (20,))
+        one.add_user_rank(user, rank)
+    two.add_rank(3, (20,))
+    two.add_user_rank("u3", 3)
+    s1, s2 = one.stats(), two.stats()
+    assert s1 == VariantStats(3, 1, 1.0, clusters=ClusterSums(2, 3, 1, 1, 5, 2))
+    assert VariantStats.from_dict(orjson.loads(orjson.dumps(s1.to_dict()))) == s1
+    merged = merge_stats([{"A": s1, "B": s1}, {"A": s2}])
+    assert merged["A"] == VariantStats(4, 2, 1 + 1 / 3, clusters=ClusterSums(3, 4, 2, 2, 6, 3))
+    doc = summary({"w1": {"A": s1, "B": s1}, "w2": {"A": s2}}, {"A": "va", "B": "vb"}, 0.5)
+    assert doc["workers"] == {"w1": {"users": 4, "predictions": 6}, "w2": {"users": 1, "predictions": 1}}
+    assert doc["variants"]["A"]["users"] == 3 and doc["variants"]["B"]["model_version"] == "vb"
+    assert doc["variants"]["A"]["predictions"] == 4 and doc["variants"]["A"]["recall@20"] == pytest.approx(
+        0.5
+    )
+    test = doc["recall@20_b_minus_a"]
+    assert test["diff"] == pytest.approx(1 / 3 - 0.5) and test["significant"] is False
+
+
 @pytest.fixture(scope="module")
 def engines(
     taobao_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
@@ -53,17 +118,7 @@ def engines(
 
 
 def ab_ctx(a: ModelEngine, b: ModelEngine, split: float) -> StreamContext:
-    return StreamContext(
-        engine=a,
-        treatment=b,
-        split=split,
-        store={},
-        input_topic="in",
-        repartition_topic="re",
-        representations_topic="reps",
-        recommendations_topic="recs",
-        dlq_topic="dlq",
-    )
+    return core_context(a, treatment=b, split=split, input_topic="in", repartition_topic="re", top_k=20)
 
 
 def feed(ctx: StreamContext, events: list[Event], start: int = 0) -> list:

@@ -45,6 +45,9 @@ def test_two_variants_then_promotion_without_restart(
         assert exp["variants"]["B"]["model_version"] == b_version
         assert exp["variants"]["A"]["predictions"] > 0 and exp["variants"]["B"]["predictions"] > 0
         assert "p_value" in exp["recall@20_b_minus_a"]
+        # One worker: the group is this worker, and every variant counts its users (the clusters).
+        [(_, own)] = exp["workers"].items()
+        assert own["users"] == sum(v["users"] for v in exp["variants"].values()) > 0
         recs = [
             orjson.loads(r.value) for r in read_topic(settings, settings.recommendations_topic, idle_s=1.5)
         ]
@@ -54,7 +57,7 @@ def test_two_variants_then_promotion_without_restart(
         async def promote() -> None:
             async with Producer(settings) as producer:
                 await producer.send_keyed(
-                    settings.control_topic, [(b"cmd", b'{"command": "promote", "variant": "B"}')]
+                    settings.control_topic, [(b"promote", b'{"command": "promote", "variant": "B"}')]
                 )
 
         asyncio.run(promote())

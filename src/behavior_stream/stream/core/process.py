@@ -19,6 +19,13 @@ from behavior_stream.schema.events import TYPE_INDEX, Event, EventType, Invalid,
 from behavior_stream.schema.sessions import session_boundary, session_key
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.experiment import Variant, variant_of
+from behavior_stream.stream.core.fresh_items import (
+    FreshItems,
+    excluded_fresh,
+    previous_visit,
+    recent_known,
+    reserve,
+)
 from behavior_stream.stream.core.outputs import ExcludePolicy, dlq_message, excluded_items, user_messages
 from behavior_stream.stream.core.records import BatchResult, BatchStats, InputRecord, OutMessage
 from behavior_stream.stream.core.state import UserState, decode_state, encode_state, user_key
@@ -62,6 +69,10 @@ class StreamContext:
     # just skips the first prediction of each user).
     feeds: dict[str, ServedFeed] = field(default_factory=dict)
     stream_time: int = 0  # the largest event time applied so far (the clock of TTL eviction)
+    # Feed places reserved for items newer than the model (fresh_items.py); 0 turns it off. The
+    # core's default is off so direct callers keep model-only feeds; the worker's setting is 2.
+    fresh_slots: int = 0
+    fresh: FreshItems = field(default_factory=FreshItems)
 
     def engine_for(self, user_id: str) -> tuple[Variant, ModelEngine]:
         """The variant serving a user and its model."""
@@ -131,6 +142,7 @@ def _test_then_train(
         return
     rank = feed.items.index(idx) + 1 if idx in feed.items else None
     stats.ranks.append((variant, rank))
+    stats.rank_users.append(ev.user_id)
     stats.feed_ages.append((variant, max(0, ev.ts - feed.ts) / 1000.0))
     if ev.type is EventType.PURCHASE:
         stats.purchases.append((variant, rank is not None))
@@ -148,6 +160,7 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
     received: dict[str, float] = {}
     base_ts: dict[str, int] = {}  # each user's last event time before this batch, for the model
     base_sid: dict[str, str] = {}  # and that event's session id, for the model's new-session flag
+    base_visit: dict[str, tuple[int, str, str | None] | None] = {}  # for fresh-item co-visits
     for rec in records:
         wm_key = (rec.topic, rec.partition)
         result.watermarks[wm_key] = max(result.watermarks.get(wm_key, -1), rec.offset)
@@ -172,6 +185,9 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
             partitions[ev.user_id] = rec.partition
             base_ts[ev.user_id] = st.last_ts
             base_sid[ev.user_id] = st.session_id
+            if ctx.fresh_slots:
+                engine = served[ev.user_id][1]
+                base_visit[ev.user_id] = previous_visit(st, engine.vocab, st.model_tag == engine.tag)
         skip = _admit(ctx, st, rec, ev)
         if skip is not None:
             if skip == "late":
@@ -186,7 +202,12 @@ def process_batch(records: list[InputRecord], ctx: StreamContext) -> BatchResult
         received[ev.user_id] = rec.received
         stats.events_by_type[ev.type.value] += 1
         ctx.stream_time = max(ctx.stream_time, ev.ts)
-    ctx.trending.add(e for evs in pending.values() for e in evs)
+    # Per input partition, so each partition's window can be persisted and follow it (trending.py).
+    ctx.trending.add_partitioned((partitions[u], e) for u, evs in pending.items() for e in evs)
+    if ctx.fresh_slots:
+        for user, evs in pending.items():
+            vocab, gap_ms = served[user][1].vocab, served[user][1].config.session_gap_ms
+            ctx.fresh.observe(vocab, evs, base_visit[user], gap_ms)
     by_variant: dict[Variant, list[str]] = {}
     for user in pending:
         by_variant.setdefault(served[user][0], []).append(user)
@@ -231,12 +252,21 @@ def _step_and_emit(
     stats.step_seconds += t1 - t0
     stats.score_seconds += time.perf_counter() - t1
     topics = (ctx.representations_topic, ctx.recommendations_topic)
+    trend = ctx.fresh.trending(engine.vocab, ctx.trending, ctx.fresh_slots)
     for user, (items, scores, vector) in zip(users, feeds, strict=True):
         last = pending[user][-1]
+        fresh: list[tuple[str, float]] = []
+        if ctx.fresh_slots:
+            recent = recent_known(engine.vocab, states[user].history)
+            skip = excluded_fresh(ctx.exclude, pending[user])
+            fresh = ctx.fresh.pick(engine.vocab, recent, skip, ctx.fresh_slots, trend)
+            items, scores = reserve(items, scores, fresh, ctx.top_k)
         ctx.feeds[user] = ServedFeed(engine.tag, items, last.ts)
         item_ids = engine.vocab.lookup(items)
         result.messages.extend(
-            user_messages(topics, states[user], last, engine.version, variant, item_ids, scores, vector)
+            user_messages(
+                topics, states[user], last, engine.version, variant, item_ids, scores, vector, fresh
+            )
         )
     stats.recommendations += len(users)
     stats.recommendations_by_variant[variant] += len(users)

@@ -44,6 +44,7 @@ class BatchStats:
     # Online evaluation, per variant: rank of each applied item in the user's previous feed
     # (None = not in it), the feed's event-time age then, and whether purchases were recommended.
     ranks: list[tuple[str, int | None]] = field(default_factory=list)
+    rank_users: list[str] = field(default_factory=list)  # the user of each `ranks` entry (A/B clusters)
     feed_ages: list[tuple[str, float]] = field(default_factory=list)
     model_ranks: list[tuple[str, int]] = field(default_factory=list)  # per event, from the prior state
     purchases: list[tuple[str, bool]] = field(default_factory=list)

@@ -7,10 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from behavior_stream.stream.core.engine import ModelEngine
-from behavior_stream.stream.core.experiment import VARIANTS, Variant
+from behavior_stream.stream.core.experiment import Variant
+from behavior_stream.stream.runtime.control import Command
 from behavior_stream.stream.runtime.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -38,20 +37,19 @@ async def reload_model(rt: Runtime, path: Path, variant: Variant = "A") -> bool:
     return True
 
 
-async def run_command(rt: Runtime, cmd: dict[str, Any]) -> None:
-    """A control command: reload a variant's checkpoint, or promote a variant to every user."""
-    variant = cmd.get("variant", "A")
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}")
-    if cmd.get("command") == "reload":
-        path = cmd.get("path") or (rt.settings.checkpoint if variant == "A" else rt.settings.ab_checkpoint)
+async def run_command(rt: Runtime, cmd: Command) -> None:
+    """A control command (read from the control topic by every worker, stream/runtime/control.py):
+    reload a variant's checkpoint (a no-op if that version is served), or promote a variant."""
+    variant = cmd.variant
+    if cmd.command == "reload":
+        path = cmd.path or (rt.settings.checkpoint if variant == "A" else rt.settings.ab_checkpoint)
         if path is None:
             raise ValueError("reload needs a path (no checkpoint configured for that variant)")
+        if variant == "B" and rt.ctx.treatment is None:
+            raise ValueError("no treatment model (ab_checkpoint) is being served")
         await reload_model(rt, Path(path), variant)
-    elif cmd.get("command") == "promote":
-        await rt.promote(variant)
     else:
-        raise ValueError(f"unknown command {cmd.get('command')!r}")
+        await rt.promote(variant)
 
 
 def register(rt: Runtime) -> None:
@@ -60,44 +58,87 @@ def register(rt: Runtime) -> None:
     events_topic = app.topic(
         settings.input_topic, settings.repartition_topic, key_type=bytes, value_type=bytes
     )
-    control_topic = app.topic(settings.control_topic, key_type=bytes, value_type=bytes)
 
     @app.agent(events_topic, name="process-events")
     async def process_events(stream: Any) -> None:
         await rt.committer.start()
+        # The serving decision (reloads, promotion) folded from the control topic comes first, so
+        # a restarted or new worker never serves its first event from a stale model or split.
+        await rt.control.ready()
         async for events in stream.take_events(settings.max_batch, within=settings.batch_ms / 1000):
             await rt.handle(events)
 
-    @app.agent(control_topic, name="control")
-    async def control(stream: Any) -> None:
-        """Commands: {"command": "reload"|"promote", "variant": "A"|"B", "path": optional}."""
-        async for value in stream:
-            try:
-                await run_command(rt, orjson.loads(value))
-            except Exception:  # a bad command must not stop the control agent
-                log.exception("control command failed: %r", value[:200])
+    @app.task
+    async def control() -> None:
+        """Commands reach every worker: a group-less reader of the whole control topic."""
+        await rt.control.start(lambda cmd: run_command(rt, cmd))
+
+    @app.timer(settings.stats_interval_s)
+    async def publish_stats() -> None:
+        """This worker's A/B figures, for `/experiments` on every worker."""
+        await rt.control.publish({v: c.stats() for v, c in rt.metrics.counts.items()})
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close_sender(app: Any, **kwargs: Any) -> None:
+        try:  # a clean stop keeps the whole trending window, not just the last timer's
+            await rt.persist_trending()
+        except Exception:  # a heuristic must not hold up the shutdown
+            log.exception("trending windows not persisted at shutdown")
         await rt.committer.stop()
         await rt.gap_reader.stop()
+        await rt.control.stop()
+
+    from behavior_stream.nn.checkpoint import ChecksumError, sidecar_path  # the watcher's only use
 
     watched: dict[Variant, Path | None] = {"A": settings.checkpoint, "B": settings.ab_checkpoint}
+    # The mtimes of the files the worker loaded: seeding them on the first poll instead would take
+    # a version published before that poll for the one already served, and never load it.
+    for variant, path in watched.items():
+        if path is not None and path.exists():
+            rt.reload_mtimes.setdefault(variant, path.stat().st_mtime)
+    reload_failures: dict[Variant, str] = {}  # the failure last logged, per variant
 
     @app.timer(settings.reload_poll_s)
     async def watch_checkpoints() -> None:
+        """Load a changed checkpoint as soon as it verifies against its sidecar; until then keep the
+        current model and retry every poll (the sidecar may still be on its way), logging each
+        distinct failure once."""
         for variant, path in watched.items():
             if path is None or not path.exists() or variant not in rt.ctx.engines():
                 continue
             mtime = path.stat().st_mtime
-            seen = rt.reload_mtimes.setdefault(variant, mtime)
-            if mtime == seen:
+            if mtime == rt.reload_mtimes.setdefault(variant, mtime):
                 continue
-            rt.reload_mtimes[variant] = mtime
             try:
+                # Without a sidecar a file being copied in cannot be told from a complete one.
+                if not sidecar_path(path).exists():
+                    raise ChecksumError(f"{path}: no {sidecar_path(path).name} yet")
                 await reload_model(rt, path, variant)
-            except Exception:  # a half-written or bad checkpoint keeps the current model
-                log.exception("hot reload of %s failed; keeping the current model", path)
+            except Exception as exc:  # a half-written, unverified or bad checkpoint keeps the model
+                reason = f"{type(exc).__name__}: {exc}"
+                if reload_failures.get(variant) != reason:
+                    reload_failures[variant] = reason
+                    log.warning("hot reload of %s failed, keeping the current model: %s", path, reason)
+                continue
+            # Recorded only once loaded (the mtime from before the load: a file replaced during it
+            # is loaded again), so a failed version is retried, not forgotten.
+            rt.reload_mtimes[variant] = mtime
+            reload_failures.pop(variant, None)
+
+    input_topics = (settings.input_topic, settings.repartition_topic)
+
+    @rt.table.on_recover
+    async def restore_trending() -> None:
+        """After every table recovery (start, rebalance): the assigned partitions' windows."""
+        rt.restore_trending({tp.partition for tp in app.consumer.assignment() if tp.topic in input_topics})
+
+    @app.timer(settings.trending_persist_s)
+    async def persist_trending() -> None:
+        """Trending is a heuristic: a timer, not every batch, writes it (a crash loses the last seconds)."""
+        try:
+            await rt.persist_trending()
+        except Exception:  # retried by the next tick; the stream must not stop for it
+            log.exception("trending windows not persisted")
 
     if settings.state_ttl_s is not None:
         ttl_ms = int(settings.state_ttl_s * 1000)

@@ -1,7 +1,9 @@
 """HTTP API on the worker's web port: metrics, health, per-user lookups and erasure.
 
 User lookups are routed by Faust to the worker that owns the user's partition, so any worker
-answers for any user.
+answers for any user. Writes need `api_token` when it is set; reads of users, experiments and
+trending need `api_read_token` (or the write token) when that is set; `/metrics` and `/health`
+stay open for Prometheus and probes.
 """
 
 from __future__ import annotations
@@ -9,19 +11,23 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from faust.web import Request, Response, View
+from pydantic import SecretStr
 
 from behavior_stream.stream.commit.partitioning import partition_for
-from behavior_stream.stream.core.experiment import summary
-from behavior_stream.stream.core.outputs import excluded_items
+from behavior_stream.stream.core.experiment import VARIANTS, Variant, summary
+from behavior_stream.stream.core.fresh_items import recent_known, reserve
+from behavior_stream.stream.core.outputs import excluded_items, feed_entries
 from behavior_stream.stream.core.state import decode_state, session_label, user_key
+from behavior_stream.stream.runtime.control import new_command
 from behavior_stream.stream.runtime.runtime import Runtime
+from behavior_stream.stream.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("behavior_stream.audit")
-EXPERIMENT_K = 20
 
 
 def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
@@ -34,6 +40,11 @@ def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
     engine.adopt(st)
     excluded = excluded_items(rt.settings.exclude, st)  # the same feed policy the stream applies
     [(items, scores, vector)] = engine.recommend([st], [excluded], rt.settings.top_k, rt.ctx.trending)
+    # Fresh items as the stream adds them; no batch here, so the policy sees no fresh-item events.
+    slots = rt.ctx.fresh_slots
+    trend = rt.ctx.fresh.trending(engine.vocab, rt.ctx.trending, slots)
+    fresh = rt.ctx.fresh.pick(engine.vocab, recent_known(engine.vocab, st.history), set(), slots, trend)
+    items, scores = reserve(items, scores, fresh, rt.settings.top_k)
     return {
         "user_id": user_id,
         "ts": st.last_ts,
@@ -43,20 +54,34 @@ def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
         "model_version": engine.version,
         "variant": variant,
         "vector": vector.tolist(),
-        "items": [
-            {"item_id": i, "score": round(s, 5)}
-            for i, s in zip(engine.vocab.lookup(items), scores, strict=True)
-        ],
+        "items": feed_entries(engine.vocab.lookup(items), scores, fresh),
     }
 
 
-def check_token(rt: Runtime, request: Request, action: str) -> str | None:
-    """None when the request may change state; else why not (logged to the audit log)."""
-    token = rt.settings.api_token
-    if token is None:
-        return None
-    given = request.headers.get("Authorization", "")
-    if hmac.compare_digest(given.encode(), f"Bearer {token.get_secret_value()}".encode()):
+def bearer_matches(header: str, tokens: Iterable[SecretStr | None]) -> bool:
+    """True if an Authorization header is `Bearer <t>` for one of the configured tokens
+    (compared in constant time, every token, so the timing says nothing about which)."""
+    given = header.encode()
+    hits = [hmac.compare_digest(given, f"Bearer {t.get_secret_value()}".encode()) for t in tokens if t]
+    return any(hits)
+
+
+def write_allowed(settings: Settings, header: str) -> bool:
+    """Whether a request may change state (DELETE, promotion): `api_token`, when one is set."""
+    return settings.api_token is None or bearer_matches(header, [settings.api_token])
+
+
+def read_allowed(settings: Settings, header: str) -> bool:
+    """Whether a request may read users, experiments or trending: `api_read_token`, when one is
+    set, or the write token (whoever may erase a user may also look at it)."""
+    token = settings.api_read_token
+    return token is None or bearer_matches(header, [token, settings.api_token])
+
+
+def check_token(rt: Runtime, request: Request, action: str, read: bool = False) -> str | None:
+    """None when the request may go on; else why not (logged to the audit log)."""
+    allowed = read_allowed if read else write_allowed
+    if allowed(rt.settings, request.headers.get("Authorization", "")):
         return None
     audit.warning("%s refused: bad or missing bearer token", action)
     return "bearer token required"
@@ -86,14 +111,22 @@ def register(rt: Runtime) -> None:
     @app.page("/trending")
     class Trending(View):
         async def get(self, request: Request) -> Response:
+            refused = check_token(rt, request, "GET /trending", read=True)
+            if refused is not None:
+                return self.error(401, refused)
             items = rt.ctx.trending.top(rt.settings.top_k)
             return self.json({"items": [{"item_id": i, "count": c} for i, c in items]})
 
     @app.page("/experiments")
     class Experiments(View):
         async def get(self, request: Request) -> Response:
+            refused = check_token(rt, request, "GET /experiments", read=True)
+            if refused is not None:
+                return self.error(401, refused)
+            # Every worker's latest figures (the stats topic), this worker's own live ones.
             versions = {v: e.version for v, e in rt.ctx.engines().items()}
-            return self.json(summary(rt.metrics.counts, versions, rt.ctx.split, EXPERIMENT_K))
+            group = rt.control.group({v: c.stats() for v, c in rt.metrics.counts.items()})
+            return self.json(summary(group, versions, rt.ctx.split))
 
     @app.page("/experiments/promote/{variant}")
     class Promote(View):
@@ -101,17 +134,25 @@ def register(rt: Runtime) -> None:
             refused = check_token(rt, request, f"POST /experiments/promote/{variant}")
             if refused is not None:
                 return self.error(401, refused)
-            try:
-                await rt.promote(variant)
-            except ValueError as exc:
-                return self.error(400, str(exc))
-            audit.warning("POST /experiments/promote/%s: split_b=%.2f", variant, rt.ctx.split)
-            return self.json({"promoted": variant, "split_b": rt.ctx.split})
+            if variant not in VARIANTS:
+                return self.error(400, f"unknown variant {variant!r}")
+            if variant == "B" and rt.ctx.treatment is None:
+                return self.error(400, "no treatment model (ab_checkpoint) is being served")
+            # Through the control topic, so every worker (and a restarted one) applies it.
+            cmd = new_command("promote", cast(Variant, variant))
+            await rt.control.send(cmd)
+            applied = await rt.control.wait_applied(cmd.id)
+            audit.warning("POST /experiments/promote/%s: id=%s split_b=%.2f", variant, cmd.id, rt.ctx.split)
+            return self.json({"promoted": variant, "id": cmd.id, "applied": applied, "split_b": rt.ctx.split})
 
     @app.page("/users/{user_id}/recommendations")
     class Recommendations(View):
         @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
+            # Checked where the user lives: Faust forwards the request with its headers.
+            refused = check_token(rt, request, f"GET /users/{user_id}/recommendations", read=True)
+            if refused is not None:
+                return self.error(401, refused)
             view = user_view(rt, user_id)
             if view is None:
                 return self.error(404, f"unknown user {user_id!r}")
@@ -122,6 +163,9 @@ def register(rt: Runtime) -> None:
     class Representation(View):
         @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
+            refused = check_token(rt, request, f"GET /users/{user_id}/representation", read=True)
+            if refused is not None:
+                return self.error(401, refused)
             view = user_view(rt, user_id)
             if view is None:
                 return self.error(404, f"unknown user {user_id!r}")

@@ -1,6 +1,6 @@
 """The Faust app, in faust's usual order: app, topics, tables, then agents, timers and web views.
 
-State lives in the `user-state` table (memory store, changelog-backed). The processing core
+State lives in the `user-state` table (memory or RocksDB store, changelog-backed). The processing core
 writes each touched user once per batch straight into the table's store; the `Runtime`
 (runtime.py) hands the batch to the `Committer`, which sends outputs, then state, then a fence
 per partition. Why that order makes state exactly-once, and where each guarantee lives, is
@@ -16,12 +16,14 @@ from faust.types import TP
 
 from behavior_stream.stream.commit.checkpoint import Committer
 from behavior_stream.stream.commit.sender import BatchSender
-from behavior_stream.stream.commit.store import STORE_SCHEME, TableStore
+from behavior_stream.stream.commit.store import TableStore, store_url
 from behavior_stream.stream.commit.watermarks import GapReader
 from behavior_stream.stream.core.engine import ModelEngine
+from behavior_stream.stream.core.fresh_items import FreshItems
 from behavior_stream.stream.core.process import StreamContext
 from behavior_stream.stream.core.trending import TrendingWindow
 from behavior_stream.stream.runtime import agents, api
+from behavior_stream.stream.runtime.control import ControlPlane
 from behavior_stream.stream.runtime.kafka import client_options
 from behavior_stream.stream.runtime.prometheus import StreamMetrics
 from behavior_stream.stream.runtime.runtime import Runtime
@@ -70,7 +72,7 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
     app = faust.App(
         settings.app_id,
         **faust_options(settings),
-        store=f"{STORE_SCHEME}://",
+        store=store_url(settings.store),
         table_standby_replicas=settings.standby_replicas,
         web_enabled=True,
         web_bind=settings.web_host,
@@ -101,12 +103,15 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         trending=TrendingWindow(settings.trending_window_s * 1000),
         treatment=treatment,
         rank_each_event=settings.online_eval_model,
+        fresh_slots=settings.fresh_slots,
+        fresh=FreshItems(half_life_ms=settings.fresh_half_life_s * 1000),
         split=settings.ab_split if treatment is not None else 0.0,
     )
     if treatment is not None:
         engine.share_vocabularies(treatment)
     metrics = StreamMetrics(settings.online_window)
     metrics.set_models({v: e.version for v, e in ctx.engines().items()})
+    metrics.track_recovery(store.recovery_counts)
     rt = Runtime(
         settings=settings,
         app=app,
@@ -118,6 +123,7 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
             BatchSender(**client_options(settings)), store, table.changelog_topic.get_topic_name()
         ),
         gap_reader=GapReader(client_options(settings)),
+        control=ControlPlane(settings),
     )
     agents.register(rt)
     api.register(rt)

@@ -53,7 +53,20 @@ def stream_topics(settings: Settings) -> list[str]:
         settings.recommendations_topic,
         settings.dlq_topic,
         settings.control_topic,
+        settings.stats_topic,
     ]
+
+
+def topic_layout(settings: Settings, name: str, partitions: int) -> tuple[int, dict[str, str]]:
+    """Partitions and configs a topic is created with.
+
+    The control and stats topics hold decisions and latest figures, keyed by what they decide
+    (control) or by worker (stats): compacted, one partition, and every worker reads all of
+    them with its own group-less consumer (stream/runtime/control.py), not through the group.
+    """
+    if name in (settings.control_topic, settings.stats_topic):
+        return 1, {**DEFAULT_TOPIC_CONFIG, "cleanup.policy": "compact"}
+    return partitions, DEFAULT_TOPIC_CONFIG
 
 
 async def ensure_topics(
@@ -67,10 +80,9 @@ async def ensure_topics(
         wanted = [n for n in (names or stream_topics(settings)) if n not in existing]
         n_parts = partitions or settings.partitions
         for name in wanted:
-            # The control topic has one partition: every worker reads every command.
-            parts = 1 if name == settings.control_topic else n_parts
+            parts, configs = topic_layout(settings, name, n_parts)
             with suppress(TopicAlreadyExistsError):  # another worker created it first
-                topic = NewTopic(name, parts, settings.replication_factor, topic_configs=DEFAULT_TOPIC_CONFIG)
+                topic = NewTopic(name, parts, settings.replication_factor, topic_configs=configs)
                 await admin.create_topics([topic])
         if wanted:
             log.info("created topics %s", wanted)

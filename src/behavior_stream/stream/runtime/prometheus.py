@@ -7,9 +7,11 @@ Each worker owns its registry, so several apps can live in one process (tests).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from behavior_stream.evaluation.metrics import SlidingRankMetrics
 from behavior_stream.schema.events import EVENT_TYPES, Reason
@@ -19,6 +21,27 @@ from behavior_stream.stream.core.records import BatchStats
 ONLINE_KS = (5, 10, 20)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
 SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class RecoveryCollector(Collector):
+    """`behavior_stream_changelog_recovery_records_total{outcome}`: changelog records the state
+    store was handed by recovery since the worker started, applied or skipped (at or below what
+    the store already reflects); read from the store at scrape time."""
+
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """One sample per outcome."""
+        applied, skipped = self.counts()
+        family = CounterMetricFamily(
+            "behavior_stream_changelog_recovery_records",
+            "Changelog records handed to the state store by recovery",
+            labels=["outcome"],
+        )
+        family.add_metric(["applied"], applied)
+        family.add_metric(["skipped"], skipped)
+        yield family
 
 
 class StreamMetrics:
@@ -151,6 +174,8 @@ class StreamMetrics:
         for received in stats.received:
             self.latency.observe(max(0.0, now - received))
         self.add_ranks(stats.ranks)
+        for (variant, rank), user in zip(stats.ranks, stats.rank_users, strict=True):
+            self.variant(variant).add_user_rank(user, rank)
         self.add_model_ranks(stats.model_ranks)
         for variant, age in stats.feed_ages:
             self.feed_age.labels(variant).observe(age)
@@ -206,6 +231,10 @@ class StreamMetrics:
         self.model_info.clear()
         for variant, version in versions.items():
             self.model_info.labels(version, variant).set(1)
+
+    def track_recovery(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Expose the state store's recovery counts (applied, skipped) (see RecoveryCollector)."""
+        self.registry.register(RecoveryCollector(counts))
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from behavior_stream.stream.core.outputs import ExcludePolicy
@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     recommendations_topic: str = "recommendations"
     dlq_topic: str = "behavior-events-dlq"
     control_topic: str = "behavior-stream-control"
+    stats_topic: str = Field(
+        "", description="Compacted topic of each worker's A/B statistics (default: <control_topic>-stats)"
+    )
+    stats_interval_s: float = Field(2.0, gt=0, description="How often a worker publishes its A/B statistics")
     session_timeout_s: float = Field(
         10.0, description="Consumer session timeout (Tansu JoinGroup waits half)"
     )
@@ -64,6 +68,15 @@ class Settings(BaseSettings):
     late_grace_ms: int = Field(60_000, ge=0, description="Events older than last ts minus this are dropped")
     recent_ids: int = Field(8, ge=1, le=64, description="Recent event ids kept per user for dedup")
     trending_window_s: int = Field(3600, gt=0, description="Event-time window of the trending table")
+    fresh_slots: int = Field(
+        2, ge=0, le=200, description="Feed places for items newer than the model (fresh_items.py); 0: off"
+    )
+    fresh_half_life_s: int = Field(
+        3600, gt=0, description="Event-time half-life of the fresh items' co-visit counts"
+    )
+    trending_persist_s: float = Field(
+        5.0, gt=0, description="How often changed trending windows are written to the state table"
+    )
     online_eval_model: bool = Field(
         False, description="Also rank every event's item from the state just before it (offline protocol)"
     )
@@ -76,11 +89,30 @@ class Settings(BaseSettings):
     web_advertised_host: str | None = Field(
         None, description="Address other workers use to reach this one (default: web_host)"
     )
-    api_token: SecretStr | None = Field(None, description="Bearer token required for DELETE when set")
+    api_token: SecretStr | None = Field(
+        None, description="Bearer token required for DELETE and promotion when set (also accepted for reads)"
+    )
+    api_read_token: SecretStr | None = Field(
+        None, description="Bearer token required for /users/..., /experiments and /trending when set"
+    )
     log_level: LogLevel = Field(
         "info", description="Our loggers' level; Faust, mode and aiokafka stay at warning unless debug"
     )
     data_dir: Path = Field(Path("runs/worker"), description="Faust's local data directory")
+    store: Literal["memory", "rocksdb"] = Field(
+        "memory",
+        description="User-state store: memory (a restart re-reads the whole changelog) or rocksdb "
+        "(persisted under data_dir; a restart reads the changelog from the local offset)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_stats_topic(cls, data: Any) -> Any:
+        # Derived from the control topic, so renaming that one (e.g. per test) renames both.
+        if isinstance(data, dict) and not data.get("stats_topic"):
+            control = data.get("control_topic") or cls.model_fields["control_topic"].default
+            data = {**data, "stats_topic": f"{control}-stats"}
+        return data
 
     @property
     def bootstrap_servers(self) -> str:
