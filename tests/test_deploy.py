@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from behavior_stream.stream.runtime.app import STATE_TABLE
-from behavior_stream.stream.runtime.kafka import DEFAULT_TOPIC_CONFIG, stream_topics
+from behavior_stream.stream.runtime.kafka import stream_topics, topic_layout
 from behavior_stream.stream.runtime.prometheus import StreamMetrics
 from behavior_stream.stream.runtime.settings import Settings
 
@@ -121,16 +121,32 @@ def test_topics_service_creates_every_topic(compose: dict[str, Any], settings_fr
     created = {m[0]: (m[1], m[2]) for m in CREATE_LINE.findall(compose["services"]["topics"]["command"][0])}
     assert list(created) == [*stream_topics(defaults), changelog, leader]
 
-    retention = " ".join(f"--config {k}={v}" for k, v in DEFAULT_TOPIC_CONFIG.items())
     for name, (quoted, extra) in created.items():
         parts = quoted.strip('"')
-        if name in (worker.control_topic, leader):
+        if name in (worker.control_topic, worker.stats_topic, leader):
             assert parts == "1", f"{name} needs exactly one partition"
         else:
             assert parts == f"$${PREFIX}PARTITIONS", f"{name} must follow the workers' partition count"
         if name in stream_topics(defaults):
-            assert extra.strip() == retention
+            configs = topic_layout(defaults, name, defaults.partitions)[1]
+            assert extra.strip() == " ".join(f"--config {k}={v}" for k, v in configs.items())
     assert created[changelog][1].strip() == "--config cleanup.policy=compact"
+
+
+def test_retrain_service_publishes_where_the_workers_watch(
+    compose: dict[str, Any], settings_from: Any
+) -> None:
+    retrain, worker = compose["services"]["retrain"], compose["services"]["worker"]
+    assert retrain["profiles"] == ["retrain"]
+    assert retrain["entrypoint"] == ["behavior-stream", "retrain"]
+    assert "--from-topic" in retrain["command"] and "--every" in retrain["command"]
+    published = settings_from(service_env(compose, "retrain")).checkpoint
+    assert published is not None and published == settings_from(service_env(compose, "worker")).checkpoint
+    # The same host directory, writable for retrain only.
+    mounts = {v.split(":")[1]: v.split(":") for v in retrain["volumes"] if ":" in v}
+    worker_mounts = {v.split(":")[1]: v.split(":") for v in worker["volumes"] if ":" in v}  # not anonymous
+    where = published.parent.as_posix()
+    assert mounts[where][0] == worker_mounts[where][0] and len(mounts[where]) == 2
 
 
 def test_worker_port_is_scraped(compose: dict[str, Any], settings_from: Any) -> None:
@@ -220,6 +236,16 @@ def test_grafana_provisioning_matches_dashboard(compose: dict[str, Any]) -> None
     [provider] = load_yaml(PROVISIONING / "dashboards" / "behavior-stream.yml")["providers"]
     mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
     assert mounts["./deploy/grafana/dashboards"] == provider["options"]["path"]
+
+
+def test_grafana_has_no_default_password(compose: dict[str, Any]) -> None:
+    env = service_env(compose, "grafana")
+    # `${VAR:?message}`: compose refuses to start when VAR is unset or empty.
+    assert re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", env["GF_SECURITY_ADMIN_PASSWORD"])
+    for path in (ROOT / "docker-compose.yml", *DEPLOY.rglob("*.yml")):
+        text = path.read_text()
+        assert not re.search(r"GRAFANA_ADMIN_PASSWORD:?-", text), f"{path.name} gives the password a default"
+        assert "GF_SECURITY_ADMIN_PASSWORD" not in text or path.name == "docker-compose.yml", path.name
 
 
 def test_three_broker_override_is_consistent(three_brokers: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ per entry would triple the cost of building a 20-item feed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 import numpy as np
 import orjson
@@ -52,6 +52,9 @@ class ScoredItem(TypedDict):
 
     item_id: str
     score: float  # the model's score (trending count for cold users), rounded to 5 decimals
+    # Only on items newer than the model (always true then): score is their co-visit count or
+    # trending count (see stream/core/fresh_items.py); such entries come last.
+    fresh: NotRequired[bool]
 
 
 @dataclass(frozen=True, slots=True)

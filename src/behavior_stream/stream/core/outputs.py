@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -58,6 +58,18 @@ def excluded_items(exclude: Iterable[ExcludePolicy], st: UserState) -> set[int]:
     return out
 
 
+def feed_entries(
+    item_ids: list[str], scores: list[float], fresh: Sequence[tuple[str, float]] = ()
+) -> list[ScoredItem]:
+    """A feed's entries: the model's items, then the fresh items (marked, see fresh_items.py)."""
+    # Feed entries stay plain dicts (typed by ScoredItem): this loop runs top_k times per user.
+    items: list[ScoredItem] = [
+        {"item_id": i, "score": round(s, 5)} for i, s in zip(item_ids, scores, strict=True)
+    ]
+    items.extend({"item_id": i, "score": round(s, 5), "fresh": True} for i, s in fresh)
+    return items
+
+
 def user_messages(
     topics: tuple[str, str],
     st: UserState,
@@ -67,6 +79,7 @@ def user_messages(
     item_ids: list[str],
     scores: list[float],
     vector: np.ndarray,
+    fresh: Sequence[tuple[str, float]] = (),
 ) -> tuple[OutMessage, OutMessage]:
     """The representation and recommendation messages of one user after a batch."""
     key = last.user_id.encode("utf-8")
@@ -79,10 +92,7 @@ def user_messages(
         variant=variant,
         events_seen=st.events_seen,
     )
-    # Feed entries stay plain dicts (typed by ScoredItem): this loop runs top_k times per user.
-    items: list[ScoredItem] = [
-        {"item_id": i, "score": round(s, 5)} for i, s in zip(item_ids, scores, strict=True)
-    ]
+    items = feed_entries(item_ids, scores, fresh)
     recs = Recommendation(
         user_id=last.user_id,
         ts=last.ts,
