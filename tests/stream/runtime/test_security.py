@@ -10,6 +10,7 @@ import faust
 import pytest
 
 from behavior_stream.stream.core.engine import ModelEngine
+from behavior_stream.stream.runtime.api import read_allowed, write_allowed
 from behavior_stream.stream.runtime.app import build_app, faust_credentials
 from behavior_stream.stream.runtime.kafka import client_options
 from behavior_stream.stream.runtime.settings import Settings
@@ -21,6 +22,28 @@ def test_api_binds_loopback_and_has_no_token_by_default() -> None:
     settings = Settings()
     assert settings.web_host == "127.0.0.1"
     assert settings.api_token is None
+
+
+def test_reads_are_open_by_default_even_with_a_write_token() -> None:
+    assert Settings().api_read_token is None
+    assert read_allowed(Settings(), "")
+    assert read_allowed(Settings(api_token="w"), "")
+    assert not write_allowed(Settings(api_token="w"), "")
+
+
+def test_read_token_from_the_environment_guards_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BEHAVIOR_STREAM_API_READ_TOKEN", "reader")
+    monkeypatch.setenv("BEHAVIOR_STREAM_API_TOKEN", "writer")
+    settings = Settings()
+    assert "reader" not in repr(settings) and "writer" not in repr(settings)
+    assert not read_allowed(settings, "")
+    assert not read_allowed(settings, "Bearer wrong")
+    assert not read_allowed(settings, "reader")  # the scheme is part of the header
+    assert read_allowed(settings, "Bearer reader")
+    assert read_allowed(settings, "Bearer writer")  # whoever may erase a user may read it
+    # The read token grants no writes.
+    assert not write_allowed(settings, "Bearer reader")
+    assert write_allowed(settings, "Bearer writer")
 
 
 def test_sasl_ssl_settings_reach_aiokafka_and_faust(monkeypatch: pytest.MonkeyPatch) -> None:

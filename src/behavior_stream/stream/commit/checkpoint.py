@@ -27,13 +27,27 @@ next recovery reads. State stays exact because of these steps, in this order:
    the next batch, and only then does Faust's `take_events` ack the previous batch's events;
    Faust commits acked offsets every `commit_interval_s`. The committed offset therefore never
    passes state that is not in the changelog.
-5. Recovery (store.py). The monotonic memory store never applies a changelog record at or
-   below the offset memory already reflects: Faust hands it records fetched past a lagging end
+5. Recovery (store.py, rocksdb_store.py). Both stores never apply a changelog record at or
+   below the offset they already reflect: Faust hands them records fetched past a lagging end
    offset at the next rebalance, and re-reads kept partitions from where the last recovery
-   stopped; applied blindly, they would roll users back while the input moves on.
+   stopped; applied blindly, they would roll users back while the input moves on. The RocksDB
+   store persists a partition's writes only at `mark_written` (after its fence or tombstone
+   was acknowledged), in one batch with that offset, so local data never runs ahead of the
+   changelog and a restart reads the changelog only past the persisted offset.
 
-Erasure and eviction write the same way: tombstones, then a fence per partition, so a later
-recovery neither brings a user back nor loses the watermark.
+Erasure and eviction (`erase_outputs`, then `erase` / `erase_all`) follow the flush's order
+too: first a tombstone for the user's key in each user-keyed output topic (representations,
+recommendations; partitioned like the outputs), acknowledged; then the changelog tombstones and
+a fence per partition, so a later recovery neither brings a user back nor loses the watermark.
+The changelog tombstone is the commit point: a crash before it leaves the user in state, so a
+retried DELETE (or the next eviction pass) sends every tombstone again; a crash after it comes
+after the output tombstones. In the other order, a crash between the two would leave the
+outputs of a user that state no longer knows, and nothing would ever tombstone them. Both run
+under the runtime's lock, so no batch writes the user's outputs in between.
+
+Reserved keys other than watermarks (the trending windows, stream/core/trending.py) are written
+alone between batches (`write_aside`); they change no user state, so every changelog prefix
+stays a valid recovery point, and being lone records they keep Tansu's end offset exact.
 """
 
 from __future__ import annotations
@@ -44,7 +58,8 @@ from collections.abc import Iterable
 
 import orjson
 
-from behavior_stream.stream.commit.sender import BatchSender
+from behavior_stream.stream.commit.partitioning import partition_for
+from behavior_stream.stream.commit.sender import BatchSender, Record
 from behavior_stream.stream.commit.store import TableStore
 from behavior_stream.stream.commit.watermarks import merged_mark, read_mark, watermark_key
 from behavior_stream.stream.core.records import BatchResult
@@ -89,11 +104,24 @@ class Committer:
     async def fence(self, partition: int, mark: dict[str, int]) -> None:
         """A lone record closing a flush of one changelog partition; it carries the input
         watermark (see watermarks.py), which memory holds too, as recovery would."""
-        key, value = watermark_key(partition), orjson.dumps(mark)
+        await self.write_aside(partition, watermark_key(partition), orjson.dumps(mark))
+
+    async def write_aside(self, partition: int, key: bytes, value: bytes) -> None:
+        """Write a reserved (non-user) key alone to the changelog, then to memory, between batches."""
         offset = await self.sender.send_one(self.changelog_topic, partition, key, value)
         self.store[key] = value
         self.store.note_partition(key, partition)
         self.store.mark_written(partition, offset)
+
+    async def erase_outputs(self, topics: Iterable[str], keys: Iterable[bytes]) -> None:
+        """Tombstones (null values) for keys in user-keyed output topics, partitioned as the
+        outputs are; awaited before the changelog tombstones (see the protocol above)."""
+        records: list[Record] = []
+        keys = list(keys)  # read once per topic
+        for topic in topics:
+            n = await self.sender.partition_count(topic)
+            records.extend((topic, partition_for(key, n), key, None) for key in keys)
+        await self.sender.send(records)
 
     async def erase(self, key: bytes, partition: int) -> bool:
         """Remove a key from memory and write its tombstone; True if memory held it.
