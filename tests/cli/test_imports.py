@@ -62,7 +62,7 @@ def test_replay_imports_no_plotting_or_ml(tmp_path: Path) -> None:
     )
     done, modules = run_cli("replay", str(data), "--broker", f"kafka://127.0.0.1:{free_port()}")
     assert done.returncode != 0  # no broker
-    assert "Unable to bootstrap" in done.stderr, done.stderr[-2000:]
+    assert "no Kafka broker answered" in done.stderr, done.stderr[-2000:]
     # The command body ran: its call-time imports are there, and the loader logged (at INFO, in the
     # one format) the rows it read before the connection failed.
     assert {"behavior_stream.testing.replay", "behavior_stream.stream.runtime.kafka", "aiokafka"} <= modules

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from behavior_stream.nn.checkpoint import ChecksumError, load_checkpoint, save_checkpoint, sidecar_path
+from behavior_stream.nn import checkpoint as checkpoint_module
+from behavior_stream.nn.checkpoint import (
+    CheckpointError,
+    ChecksumError,
+    load_checkpoint,
+    save_checkpoint,
+    sidecar_path,
+    verify_checksum,
+)
 from behavior_stream.nn.features import encode_sequences
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.vocab import ItemVocab
@@ -87,3 +97,82 @@ def test_missing_and_foreign_files(tmp_path: Path) -> None:
     torch.save({"format_version": 99}, foreign)
     with pytest.raises(ValueError, match="unsupported checkpoint format"):
         load_checkpoint(foreign)
+
+
+def publish_watched(
+    path: Path, model: SequenceModel, vocab: ItemVocab, monkeypatch: pytest.MonkeyPatch
+) -> list:
+    """Save a checkpoint while checking, at every rename, what a reader of `path` sees: nothing,
+    or a file that verifies against its sidecar and loads as one of the published versions."""
+    seen: list = []
+    real_replace = os.replace
+
+    def observe() -> None:
+        if path.exists():
+            assert verify_checksum(path), "a checkpoint without a sidecar is visible"
+            seen.append(load_checkpoint(path).model_version)
+        else:
+            seen.append(None)
+
+    def replace(src: object, dst: object) -> None:
+        observe()
+        real_replace(src, dst)  # type: ignore[arg-type]
+        observe()
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    save_checkpoint(path, model, vocab, {})
+    monkeypatch.setattr(checkpoint_module.os, "replace", real_replace)
+    return seen
+
+
+def test_publish_never_shows_a_file_its_sidecar_does_not_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vocab = tiny_vocab()
+    path = tmp_path / "model.pt"
+    first, second = small_model(vocab, seed=1), small_model(vocab, seed=2)
+    v1 = checkpoint_module.model_version(first, vocab)
+    v2 = checkpoint_module.model_version(second, vocab)
+    # First publish: the sidecar is in place before the file appears.
+    seen = publish_watched(path, first, vocab, monkeypatch)
+    assert seen[0] is None and seen[-1] == v1 and set(seen) == {None, v1}
+    # Replacing a version: every instant shows the old or the new one, both verified.
+    seen = publish_watched(path, second, vocab, monkeypatch)
+    assert seen[0] == v1 and seen[-1] == v2 and set(seen) == {v1, v2}
+    assert sidecar_path(path).read_text() == f"{checkpoint_module.file_sha256(path)}  model.pt\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.sha256"]
+
+
+def test_failed_publish_keeps_the_old_version_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vocab = tiny_vocab()
+    path = tmp_path / "model.pt"
+    v1 = save_checkpoint(path, small_model(vocab, seed=1), vocab, {})
+    real_replace = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(str(dst)) == path:  # a crash at the instant the new version would appear
+            raise OSError("disk gone")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(checkpoint_module.os, "replace", replace)
+    with pytest.raises(OSError, match="disk gone"):
+        save_checkpoint(path, small_model(vocab, seed=2), vocab, {})
+    monkeypatch.setattr(checkpoint_module.os, "replace", real_replace)
+    assert verify_checksum(path) and load_checkpoint(path).model_version == v1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.sha256"]
+
+
+def test_stale_sidecar_and_foreign_bytes_name_the_file(tmp_path: Path) -> None:
+    vocab = tiny_vocab()
+    path = tmp_path / "model.pt"
+    save_checkpoint(tmp_path / "other.pt", small_model(vocab, seed=1), vocab, {})
+    save_checkpoint(path, small_model(vocab, seed=2), vocab, {})
+    shutil.copy(tmp_path / "other.pt", path)  # new bytes, the old sidecar: not yet verified
+    with pytest.raises(ChecksumError, match=r"model\.pt: SHA-256"):
+        load_checkpoint(path)
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=r"notes\.pt: not a torch checkpoint"):
+        load_checkpoint(text)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from behavior_stream.cli.demo_report import DemoReport, print_summary
+from behavior_stream.cli.errors import InputError
 from behavior_stream.data.loaders import Format, load_events
 from behavior_stream.data.splits import eval_sequences
 from behavior_stream.evaluation.model_scorer import ModelScorer
@@ -70,6 +71,8 @@ def dataset(opts: DemoOptions) -> tuple[list[Event], dict[str, str], Path]:
     """The demo's events in time order, item -> display name, and the data file."""
     if opts.data is not None:
         loaded = load_events(opts.data, opts.fmt)  # logs its own summary of the rows read
+        if len(loaded.events) < 10:
+            raise InputError(str(opts.data), f"too few valid events for a demo ({loaded.report.summary()})")
         return loaded.events, {i: f"category {c}" for i, c in loaded.categories.items()}, opts.data
     path = (
         opts.workdir / f"events-{DEFAULT_USERS}u-{DEFAULT_ITEMS}i-{DEFAULT_EVENTS}e-s{DEFAULT_SEED}.jsonl.gz"

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import typer
-from tqdm import tqdm
 
 from behavior_stream.schema.events import Event
 from behavior_stream.testing.promtext import histogram_quantile, total
 from behavior_stream.testing.workerproc import WorkerProcess
+from behavior_stream.training.progress import Progress
 
 LATENCY = "behavior_stream_processing_latency_seconds"
 
@@ -34,19 +34,20 @@ class DemoReport:
     feeds: list[dict[str, Any]] = field(default_factory=list)
 
     def watch(self, worker: WorkerProcess, expected: int, since: float, timeout: float = 600.0) -> None:
-        """Show a progress bar of applied events until all `expected` events are applied."""
-        bar = tqdm(total=expected, desc="stream", unit="ev", dynamic_ncols=True)
+        """Show progress of applied events until all `expected` events are applied (a bar on a
+        terminal, else a line every 10 s and one at the end)."""
+        bar = Progress(expected, "stream", "ev", every_s=10.0, final_line=True)
         deadline = time.monotonic() + timeout
         done = 0.0
         while done < expected and time.monotonic() < deadline:
             self.metrics = worker.metrics()
             done = total(self.metrics, "behavior_stream_events_total")
             p50 = histogram_quantile(self.metrics, LATENCY, 0.5)
-            bar.set_postfix(
+            bar.postfix(
                 dlq=int(total(self.metrics, "behavior_stream_invalid_events_total")),
                 p50_ms=f"{p50 * 1e3:.0f}",
             )
-            bar.update(int(done) - bar.n)
+            bar.update(int(done))
             if done < expected:
                 time.sleep(0.5)
         self.seconds = time.perf_counter() - since

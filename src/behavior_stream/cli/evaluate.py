@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
 
+from behavior_stream.cli.errors import InputError
 from behavior_stream.cli.options import parse_format
 from behavior_stream.data.loaders import FORMATS, Format, load_events
 from behavior_stream.data.splits import SplitUnit, default_split_unit, eval_sequences, time_split
@@ -81,6 +82,8 @@ def history_and_test(
     """(history, test events, item -> category, dataset description): the training split's parts, or
     DATA + the test file."""
     loaded = load_events(data, fmt, purchases=purchases)
+    if not loaded.events:
+        raise InputError(str(data), f"no valid events ({loaded.report.summary()})")
     categories = dict(loaded.categories)
     dataset: dict[str, Any] = {"path": str(data), "format": fmt, "load": loaded.report.summary()}
     if test is not None:

@@ -10,8 +10,10 @@ import typer
 
 from behavior_stream.cli.bench import bench_command
 from behavior_stream.cli.compare import compare_command
+from behavior_stream.cli.errors import ErrorHandlingGroup, InputError
 from behavior_stream.cli.evaluate import evaluate_command
 from behavior_stream.cli.options import parse_format
+from behavior_stream.cli.retrain import retrain_command
 from behavior_stream.cli.train import train_command
 from behavior_stream.simulate.generator import DEFAULT_EVENTS, DEFAULT_ITEMS, DEFAULT_SEED, DEFAULT_USERS
 from behavior_stream.stream.runtime.logs import LEVELS, configure_logging
@@ -20,12 +22,16 @@ app = typer.Typer(
     help="Real-time user representations and next-item recommendations from behavior events.",
     no_args_is_help=True,
     add_completion=False,
+    cls=ErrorHandlingGroup,  # bad input -> one line and exit 2 (cli/errors.py)
     pretty_exceptions_enable=False,
 )
 app.command("train", help="Train a GRU/LSTM sequence model on an event log.")(train_command)
 app.command("evaluate", help="Evaluate a checkpoint and the baselines; writes metrics.json and a report.")(
     evaluate_command
 )
+app.command(
+    "retrain", help="Retrain on the recent log (file or topic) and publish the checkpoint workers hot-reload."
+)(retrain_command)
 app.command(
     "bench",
     help="Benchmarks (from a source checkout): throughput, latency, scale-out, memory, training cost.",
@@ -43,6 +49,9 @@ def configure(
         str | None,
         typer.Option(help=f"{'|'.join(LEVELS)} for every command (default: info; worker: its setting)."),
     ] = None,
+    debug: Annotated[
+        bool, typer.Option(help="Show the traceback of an error instead of the one-line message.")
+    ] = False,
 ) -> None:
     """Real-time user representations and next-item recommendations from behavior events."""
     try:
@@ -146,12 +155,11 @@ def replay(
     import asyncio
     from datetime import UTC, datetime
 
-    from tqdm import tqdm
-
     from behavior_stream.data.loaders import load_events
     from behavior_stream.stream.runtime.kafka import ensure_topics
     from behavior_stream.stream.runtime.settings import load_settings
     from behavior_stream.testing.replay import Pace, replay_events
+    from behavior_stream.training.progress import Progress
 
     fmt_ = parse_format(fmt)
     if sum(x is not None and x is not False for x in (speed, rate, max_ or None)) > 1:
@@ -159,15 +167,21 @@ def replay(
     settings = load_settings(broker=broker)
     loaded = load_events(file, fmt_, purchases=purchases)
     events = loaded.events[:limit] if limit is not None else loaded.events
+    if not events:
+        raise InputError(str(file), f"no valid events ({loaded.report.summary()})")
+    from behavior_stream.stream.runtime.worker import wait_for_broker  # torch, faiss: only when needed
+
+    asyncio.run(wait_for_broker(settings))
     asyncio.run(ensure_topics(settings, [topic or settings.input_topic]))
-    bar = tqdm(total=len(events), unit="ev", desc="replay", dynamic_ncols=True)
+    # A bar on a terminal; in a log, a line every 10 s (the summary line below closes it).
+    bar = Progress(len(events), "replay", "ev", every_s=10.0)
 
     def progress(sent: int, last_ts: int) -> None:
-        bar.update(sent - bar.n)
-        bar.set_postfix(at=datetime.fromtimestamp(last_ts / 1000, UTC).strftime("%Y-%m-%d %H:%M"))
+        bar.postfix(at=datetime.fromtimestamp(last_ts / 1000, UTC).strftime("%Y-%m-%d %H:%M"))
+        bar.update(sent)
 
-    summary = asyncio.run(replay_events(settings, events, topic, Pace(speed=speed, rate=rate), progress))
-    bar.close()
+    with bar:
+        summary = asyncio.run(replay_events(settings, events, topic, Pace(speed=speed, rate=rate), progress))
     skipped = ", ".join(f"{r} {n}" for r, n in loaded.report.malformed.most_common()) or "none"
     typer.echo(f"sent {summary.sent:,} events in {summary.seconds:.1f}s ({summary.rate:,.0f}/s) "
                f"to {topic or settings.input_topic}; malformed rows skipped: {skipped}")  # fmt: skip
@@ -185,11 +199,14 @@ def demo(
 ) -> None:
     """The whole system from nothing: broker, data, training, worker, replay, summary."""
     from behavior_stream.cli.demo import DemoOptions, run_demo
+    from behavior_stream.nn.config import CELLS
 
+    if cell not in CELLS:
+        raise typer.BadParameter(f"{cell!r} is not one of {', '.join(CELLS)}", param_hint="--cell")
     opts = DemoOptions(
         workdir=workdir,
         data=data,
-        fmt=fmt,  # type: ignore[arg-type]
+        fmt=parse_format(fmt),
         cell=cell,  # type: ignore[arg-type]
         epochs=epochs,
         keep_running=keep_running,
@@ -204,7 +221,7 @@ def demo(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    app(prog_name="behavior-stream")  # also under `python -m behavior_stream.cli.main`
 
 
 if __name__ == "__main__":

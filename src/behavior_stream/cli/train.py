@@ -9,6 +9,7 @@ from typing import Annotated, Any, cast, get_args
 
 import typer
 
+from behavior_stream.cli.errors import InputError
 from behavior_stream.cli.options import parse_format
 from behavior_stream.data.loaders import FORMATS, load_events
 from behavior_stream.data.splits import SplitUnit, default_split_unit
@@ -98,19 +99,24 @@ def train_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     loaded = load_events(data, fmt_, purchases=purchases)
+    if not loaded.events:
+        raise InputError(str(data), f"no valid events to train on ({loaded.report.summary()})")
     test_events = load_events(test, fmt_).events if test is not None else None
     dataset: dict[str, Any] = {"path": str(data), "format": fmt_, "load": loaded.report.summary()}
     if test is not None:
         dataset["test_path"] = str(test)
     start = time.perf_counter()
-    result = train_model(
-        loaded.events,
-        config,
-        train_cfg,
-        categories=loaded.categories or None,
-        test_events=test_events,
-        dataset=dataset,
-    )
+    try:
+        result = train_model(
+            loaded.events,
+            config,
+            train_cfg,
+            categories=loaded.categories or None,
+            test_events=test_events,
+            dataset=dataset,
+        )
+    except ValueError as exc:  # e.g. too few events for a train and a validation part
+        raise InputError(str(data), str(exc)) from exc
     version = save_checkpoint(out, result.model, result.vocab, result.metadata, result.categories)
     typer.echo(
         f"trained {version} in {time.perf_counter() - start:.1f}s "

@@ -3,16 +3,24 @@
 Layout of the saved dict: format_version, state_dict, config (ModelConfig.to_dict), vocab
 (ItemVocab.to_dict), item_categories (item -> category, or None), metadata (training history,
 dataset, seed, ...), version (the model version string, e.g. "gru-3f2a9c0d1e4b").
+
+Publishing is atomic for anyone watching the path: at every instant the sidecar lists the digest
+of the file at the final name (see `save_checkpoint`), and `load_checkpoint` hashes the very bytes
+it deserialises, so a reader never loads a file other than the one it verified.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -24,7 +32,11 @@ FORMAT_VERSION = 1
 _PLAIN = (str, int, float, bool, type(None))
 
 
-class ChecksumError(ValueError):
+class CheckpointError(ValueError):
+    """A file that cannot be loaded as a checkpoint of this format; the message names the file."""
+
+
+class ChecksumError(CheckpointError):
     """The checkpoint's bytes do not match its `.sha256` sidecar."""
 
 
@@ -52,6 +64,40 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _sidecar_digests(path: Path) -> set[str] | None:
+    """The digests a sidecar lists (one per line; two only while a new version is published)."""
+    try:
+        text = sidecar_path(path).read_text()
+    except FileNotFoundError:
+        return None
+    return {line.split()[0].lower() for line in text.splitlines() if line.split()}
+
+
+def _stage(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """A fsynced temporary file beside `path` holding what `write` writes (same directory, so the
+    final rename is atomic); removed again if writing fails."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` by `data` in one rename: a reader sees the old file or the whole new one."""
+    staged = _stage(path, lambda f: f.write(data))
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
 
 
 def model_version(model: SequenceModel, vocab: ItemVocab) -> str:
@@ -87,7 +133,19 @@ def save_checkpoint(
     metadata: dict[str, Any],
     categories: dict[str, str] | None = None,
 ) -> str:
-    """Write the checkpoint and its `.sha256` sidecar atomically; returns the model version."""
+    """Publish the checkpoint and its `.sha256` sidecar atomically; returns the model version.
+
+    The order keeps the sidecar listing the digest of whatever file is at `path`, at every
+    instant: a watcher that sees a new file finds its digest, and a reader of the old file in
+    the middle of a publish still verifies it.
+
+    1. the checkpoint is written and fsynced under a temporary name beside `path`;
+    2. the sidecar is replaced by one listing the new digest and the previous one(s);
+    3. the temporary file is renamed over `path` (the instant the new version appears);
+    4. the sidecar is replaced by one listing only the new digest.
+
+    A crash before 3 leaves the old version, still verifying; from 3 on, the new one.
+    """
     if model.n_items != vocab.n_items or model.n_inputs != vocab.n_inputs:
         raise ValueError(
             f"model has {model.n_items} items / {model.n_inputs} inputs, "
@@ -107,42 +165,83 @@ def save_checkpoint(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    checksum = file_sha256(tmp)
-    os.replace(tmp, path)
-    # Sidecar last: a crash in between leaves a mismatch that load reports, never a silent one.
-    sidecar_path(path).write_text(f"{checksum}  {path.name}\n")
+    staged = _stage(path, lambda f: torch.save(payload, f))
+    try:
+        checksum = file_sha256(staged)
+        # Only digests the old sidecar already vouched for are carried over: an unverified old
+        # file does not become trusted by being replaced.
+        previous = ((_sidecar_digests(path) or set()) - {checksum}) if path.exists() else set()
+        listed = [checksum, *sorted(previous)]
+        _write_atomic(sidecar_path(path), "".join(f"{d}  {path.name}\n" for d in listed).encode())
+        os.replace(staged, path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    if previous:
+        _write_atomic(sidecar_path(path), f"{checksum}  {path.name}\n".encode())
     return version
+
+
+def _verified_bytes(path: Path, attempts: int = 3) -> tuple[bytes, bool]:
+    """The file's bytes and whether a sidecar vouched for them; `ChecksumError` on a mismatch.
+
+    Sidecar, bytes, sidecar: under the publish order of `save_checkpoint`, the bytes read match
+    the sidecar read before them (old version) or the one read after them (new version), so a
+    publish during the read never looks like corruption. Two whole publishes during one read
+    change the sidecar between the reads: then read again.
+    """
+    for _ in range(attempts):
+        before = _sidecar_digests(path)
+        data = path.read_bytes()
+        after = _sidecar_digests(path)
+        if before is None and after is None:
+            return data, False
+        actual = hashlib.sha256(data).hexdigest()
+        if actual in (before or set()) | (after or set()):
+            return data, True
+        if before == after:
+            break
+    listed = ", ".join(sorted(after or before or set())) or "empty"
+    raise ChecksumError(f"{path}: SHA-256 {actual} does not match {sidecar_path(path)} ({listed})")
 
 
 def verify_checksum(path: str | Path) -> bool:
     """True when the sidecar matches, False when there is none; `ChecksumError` on a mismatch."""
-    sidecar = sidecar_path(path)
-    if not sidecar.exists():
-        return False
-    fields = sidecar.read_text().split()
-    expected = fields[0] if fields else ""
-    actual = file_sha256(path)
-    if expected.lower() != actual:
-        raise ChecksumError(f"{path}: SHA-256 {actual} does not match {sidecar} ({expected or 'empty'})")
-    return True
+    return _verified_bytes(Path(path))[1]
+
+
+def _torch_reason(exc: Exception) -> str:
+    """The telling part of a torch.load error (weights_only errors bury it in a page of advice)."""
+    text = str(exc)
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    line = found.group(1) if found else next((ln for ln in text.splitlines() if ln.strip()), "")
+    return line.strip()[:160] or type(exc).__name__
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:
-    """Load a checkpoint (verifying its sidecar when present) into an eval-mode model."""
+    """Load a checkpoint (verifying its sidecar when present) into an eval-mode model.
+
+    `FileNotFoundError` when there is no file; `CheckpointError`, naming the file, when it is not
+    a checkpoint of this format or does not match its sidecar.
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    verify_checksum(path)
-    data = torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(2, "checkpoint does not exist", str(path))
+    raw, _ = _verified_bytes(path)
+    try:
+        data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip and runtime errors for foreign files
+        raise CheckpointError(f"{path}: not a torch checkpoint ({_torch_reason(exc)})") from exc
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         found = data.get("format_version") if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"{path}: unsupported checkpoint format {found!r}, expected {FORMAT_VERSION}")
-    config = ModelConfig.from_dict(data["config"])
-    vocab = ItemVocab.from_dict(data["vocab"])
-    model = SequenceModel(config, vocab.n_items, vocab.n_inputs)
-    model.load_state_dict(data["state_dict"])
+        raise CheckpointError(f"{path}: unsupported checkpoint format {found!r}, expected {FORMAT_VERSION}")
+    try:
+        config = ModelConfig.from_dict(data["config"])
+        vocab = ItemVocab.from_dict(data["vocab"])
+        model = SequenceModel(config, vocab.n_items, vocab.n_inputs)
+        model.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc
     model.eval()
     return LoadedModel(
         model=model,

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from behavior_stream.data.splits import EvalSequence, eval_sequences, group_by_user, time_split
 from behavior_stream.evaluation.metrics import mrr_at_k, recall_at_k
@@ -31,6 +30,7 @@ from behavior_stream.schema.vocab import ItemVocab
 from behavior_stream.training.batching import TrainBatch, iterate_batches, make_windows
 from behavior_stream.training.config import TrainConfig
 from behavior_stream.training.objective import full_softmax_loss, purchase_loss, sampled_softmax_loss
+from behavior_stream.training.progress import Progress
 
 __all__ = ["EpochStats", "TrainConfig", "TrainResult", "rank_metrics", "train_model"]
 
@@ -115,9 +115,10 @@ def _train_epoch(
     sums = np.zeros(3)
     n_examples = 0
     start = time.perf_counter()
-    with tqdm(total=n_batches, desc=desc, disable=not cfg.progress, leave=False) as bar:
-        for batch in batches:
-            bar.update()
+    # A bar on a terminal; in a log, a line per 30 s of a long epoch (the epoch's own line follows).
+    with Progress(n_batches, desc, "batch", enabled=cfg.progress) as bar:
+        for i, batch in enumerate(batches, 1):
+            bar.update(i)
             if batch.n_examples == 0:
                 continue
             item, buy = _batch_loss(model, batch, cfg, gen)
@@ -129,7 +130,7 @@ def _train_epoch(
             sums += batch.n_examples * np.array([loss.item(), item.item(), buy.item()])
             n_examples += batch.n_examples
             rate = n_examples / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{sums[0] / n_examples:.3f}", ex_s=f"{rate:.0f}")
+            bar.postfix(loss=f"{sums[0] / n_examples:.3f}", ex_s=f"{rate:.0f}")
     model.eval()
     return sums, n_examples
 

@@ -1,36 +1,94 @@
-"""Run a worker process: create topics, load the model, build the app, run Faust until stopped."""
+"""Run a worker process: load the model, check the broker, create topics, build the app, run Faust.
+
+The model and the broker are checked before Faust starts: Faust retries an unreachable broker
+forever, so a worker given a wrong address would hang silently instead of saying so.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
-import faiss
-import torch
-from faust.worker import Worker
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 
-from behavior_stream.stream.core.engine import ModelEngine
-from behavior_stream.stream.runtime.app import build_app
-from behavior_stream.stream.runtime.kafka import ensure_topics
+from behavior_stream.stream.runtime.kafka import client_options, ensure_topics
 from behavior_stream.stream.runtime.settings import Settings
 
 # Not __name__: run with `python -m` this module is `__main__`, outside the behavior_stream loggers.
 log = logging.getLogger("behavior_stream.stream.runtime.worker")
 
 
-def run_worker(settings: Settings) -> None:
-    """Block running a worker with these settings (SIGINT/SIGTERM stop it cleanly)."""
+BROKER_WAIT_S = 10.0  # long enough for a broker started alongside (compose), short enough to say so
+
+
+class _Drop(logging.Filter):
+    """Drops every record: aiokafka logs an ERROR per failed connect, 20 lines for one fact."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+async def wait_for_broker(settings: Settings, timeout_s: float = BROKER_WAIT_S) -> None:
+    """Return once a broker answers a metadata request; `ConnectionError` naming it after `timeout_s`.
+
+    A plain client bootstrap (with the settings' TLS/SASL), retried until the deadline: one try
+    fails at once while a broker is still starting. One warning when the first try fails.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    quiet, aiokafka_log = _Drop(), logging.getLogger("aiokafka")
+    aiokafka_log.addFilter(quiet)
+    try:
+        first = True
+        while True:
+            client = AIOKafkaClient(**client_options(settings), request_timeout_ms=5000)
+            try:
+                await asyncio.wait_for(client.bootstrap(), max(0.1, deadline - loop.time()))
+                return
+            except (KafkaError, OSError, TimeoutError):
+                if loop.time() >= deadline:
+                    raise ConnectionError(
+                        f"broker {settings.broker}: no Kafka broker answered within {timeout_s:.0f}s"
+                    ) from None
+                if first:
+                    log.warning("no broker at %s yet; waiting up to %.0fs", settings.broker, timeout_s)
+            finally:
+                await client.close()
+            first = False
+            await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+    finally:
+        aiokafka_log.removeFilter(quiet)
+
+
+def run_worker(settings: Settings, broker_wait_s: float = BROKER_WAIT_S) -> None:
+    """Block running a worker with these settings (SIGINT/SIGTERM stop it cleanly).
+
+    Bad input fails before Faust starts, with an exception naming it: no checkpoint configured
+    (`ValueError`), a checkpoint missing or not loadable (`FileNotFoundError`, `CheckpointError`),
+    no broker answering within `broker_wait_s` (`ConnectionError`).
+    """
+    # Imported here: `replay` uses `wait_for_broker` and must not pay for torch, faiss and Faust.
+    import faiss
+    import torch
+    from faust.worker import Worker
+
+    from behavior_stream.stream.core.engine import ModelEngine
+    from behavior_stream.stream.runtime.app import build_app
+
     if settings.checkpoint is None:
-        raise SystemExit("a model checkpoint is required (--checkpoint or BEHAVIOR_STREAM_CHECKPOINT)")
+        raise ValueError("a model checkpoint is required (--checkpoint or BEHAVIOR_STREAM_CHECKPOINT)")
     # One thread: the worker is one event loop; extra BLAS threads fight it and the broker for cores.
     torch.set_num_threads(settings.torch_threads)
     faiss.omp_set_num_threads(settings.torch_threads)
-    asyncio.run(ensure_topics(settings))
+    # The model first: a bad checkpoint is reported without needing a broker.
     engine = ModelEngine.from_checkpoint(settings.checkpoint, settings.ann_threshold)
     treatment = None
     if settings.ab_checkpoint is not None:
         treatment = ModelEngine.from_checkpoint(settings.ab_checkpoint, settings.ann_threshold, engine)
         log.info("A/B: variant B %s for %.0f%% of users", treatment.version, 100 * settings.ab_split)
+    asyncio.run(wait_for_broker(settings, broker_wait_s))
+    asyncio.run(ensure_topics(settings))
     log.info(
         "worker %s: model %s, %d items (%s scoring), web on %s:%d",
         settings.app_id,
