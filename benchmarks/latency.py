@@ -74,7 +74,7 @@ def measure_latency(workload: Workload, spec: RunSpec, throughput: float) -> lis
             delta = histogram_delta(after, before, LATENCY_METRIC)
             quantiles = {q: histogram_quantile(delta, LATENCY_METRIC, q) for q in QUANTILES}
             results.append(LoadResult(fraction, summary.rate, summary.sent, quantiles))
-            log.warning(
+            log.info(
                 "latency at %.0f%% load (%.0f ev/s offered): p50 %.1f ms, p99 %.1f ms",
                 fraction * 100,
                 summary.rate,

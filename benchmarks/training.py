@@ -72,7 +72,7 @@ def measure_training(config: BenchConfig) -> TrainingCost:
     start = time.perf_counter()
     figures = rank_metrics(scorer, sequences, train_cfg.k)
     eval_seconds = time.perf_counter() - start
-    log.warning(
+    log.info(
         "trained %d epochs on %d events in %.1fs; %d predictions evaluated in %.2fs",
         len(result.history),
         len(events),

@@ -138,7 +138,7 @@ def build_workload(config: BenchConfig) -> Workload:
         items = catalog if size == "small" else large
         path = ckpt_dir / f"{cell}-{len(items)}-s{config.seed}.pt"
         checkpoints[(cell, size)] = make_checkpoint(path, items, cell, config.seed)
-    log.warning(
+    log.info(
         "workload: %d events of %d users, catalogs of %d and %d items",
         len(data.events),
         data.stats.users,

@@ -77,7 +77,8 @@ _NOT_REPO = ("runs/", "../", "models/", "data/")
 
 def test_every_path_the_readme_names_exists() -> None:
     text = (ROOT / "README.md").read_text()
-    paths = sorted({p for p in _PATH.findall(text) if not p.startswith(_NOT_REPO)})
+    found = {p.removeprefix("./") for p in _PATH.findall(text)}
+    paths = sorted(p for p in found if not p.startswith(_NOT_REPO))
     assert len(paths) >= 10, paths  # the README does name the layout
     missing = []
     for path in paths:

@@ -33,6 +33,7 @@ from behavior_stream.stream.core.offline import replay_states
 from behavior_stream.stream.core.process import StreamContext, process_batch
 from behavior_stream.stream.core.records import InputRecord
 from behavior_stream.stream.core.state import UserState, decode_state, encode_state, user_key
+from tests.corekit import core_context
 
 T0 = 1_700_000_000_000
 MIN = 60_000
@@ -157,16 +158,7 @@ def user_events() -> list[Event]:
 
 
 def stream_context(engine: ModelEngine) -> StreamContext:
-    return StreamContext(
-        engine=engine,
-        store={},
-        input_topic="in",
-        repartition_topic="re",
-        representations_topic="reps",
-        recommendations_topic="recs",
-        dlq_topic="dlq",
-        top_k=5,
-    )
+    return core_context(engine, input_topic="in", repartition_topic="re", top_k=5)
 
 
 def records(events: list[Event]) -> list[InputRecord]:

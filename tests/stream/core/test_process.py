@@ -15,8 +15,7 @@ from behavior_stream.stream.core.offline import replay_states, representations
 from behavior_stream.stream.core.process import StreamContext, process_batch
 from behavior_stream.stream.core.records import InputRecord
 from behavior_stream.stream.core.state import decode_state, user_key
-
-TOPIC, REPART = "events", "events-by-user"
+from tests.corekit import REPART, TOPIC, as_input_records, core_context
 
 
 @pytest.fixture(scope="module")
@@ -25,23 +24,7 @@ def engine(taobao_checkpoint: Path) -> ModelEngine:
 
 
 def make_ctx(engine: ModelEngine) -> StreamContext:
-    return StreamContext(
-        engine=engine,
-        store={},
-        input_topic=TOPIC,
-        repartition_topic=REPART,
-        representations_topic="reps",
-        recommendations_topic="recs",
-        dlq_topic="dlq",
-        top_k=10,
-    )
-
-
-def as_input_records(events: list[Event], start_offset: int = 0) -> list[InputRecord]:
-    return [
-        InputRecord(TOPIC, 0, start_offset + i, e.user_id.encode(), e.to_json(), 0.0)
-        for i, e in enumerate(events)
-    ]
+    return core_context(engine)
 
 
 def run_batches(ctx: StreamContext, records: list[InputRecord], seed: int = 0) -> list:

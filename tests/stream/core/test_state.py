@@ -14,7 +14,7 @@ from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.events import EVENT_TYPES, make_event
 from behavior_stream.schema.vocab import ItemVocab
 from behavior_stream.stream.core.engine import ModelEngine
-from behavior_stream.stream.core.process import MAX_EXCLUDED, StreamContext, process_batch
+from behavior_stream.stream.core.process import MAX_EXCLUDED, process_batch
 from behavior_stream.stream.core.records import InputRecord
 from behavior_stream.stream.core.state import (
     SESSION_KEY_BYTES,
@@ -27,6 +27,7 @@ from behavior_stream.stream.core.state import (
     user_key,
     user_of_key,
 )
+from tests.corekit import core_context
 
 
 def sample_state(hidden: int = 64) -> UserState:
@@ -109,16 +110,7 @@ def test_states_written_by_the_core_never_exceed_the_bound(tmp_path: Path, cell:
     path = tmp_path / "m.pt"
     save_checkpoint(path, SequenceModel(config, vocab.n_items, vocab.n_inputs), vocab, {})
     engine = ModelEngine.from_checkpoint(path)
-    ctx = StreamContext(
-        engine=engine,
-        store={},
-        input_topic="in",
-        repartition_topic="re",
-        representations_topic="reps",
-        recommendations_topic="recs",
-        dlq_topic="dlq",
-        top_k=5,
-    )
+    ctx = core_context(engine, input_topic="in", repartition_topic="re", top_k=5)
     kinds = [t for t in EVENT_TYPES if t != "search"]
     events = [
         make_event(
