@@ -15,6 +15,7 @@ from behavior_stream.cli.evaluate import evaluate_command
 from behavior_stream.cli.options import parse_format
 from behavior_stream.cli.retrain import retrain_command
 from behavior_stream.cli.train import train_command
+from behavior_stream.cli.tune import tune_command
 from behavior_stream.simulate.generator import DEFAULT_EVENTS, DEFAULT_ITEMS, DEFAULT_SEED, DEFAULT_USERS
 from behavior_stream.stream.runtime.logs import LEVELS, configure_logging
 
@@ -32,6 +33,9 @@ app.command("evaluate", help="Evaluate a checkpoint and the baselines; writes me
 app.command(
     "retrain", help="Retrain on the recent log (file or topic) and publish the checkpoint workers hot-reload."
 )(retrain_command)
+app.command(
+    "tune", help="Search model and training settings on validation (Optuna); writes a config for train."
+)(tune_command)
 app.command(
     "bench",
     help="Benchmarks (from a source checkout): throughput, latency, scale-out, memory, training cost.",

@@ -15,8 +15,17 @@ from behavior_stream.data.loaders import FORMATS, load_events
 from behavior_stream.data.splits import SplitUnit, default_split_unit
 from behavior_stream.nn.config import CELLS, Cell, ModelConfig
 from behavior_stream.training.config import Monitor, TrainConfig
+from behavior_stream.training.configfile import read_settings
 
 log = logging.getLogger(__name__)
+
+# Options that set a ModelConfig / TrainConfig field of the same meaning (option name -> field).
+MODEL_OPTIONS = {"cell": "cell", "hidden": "hidden_size", "layers": "num_layers", "dropout": "dropout"}
+TRAIN_OPTIONS = {
+    name: name
+    for name in ("epochs", "batch_size", "lr", "lr_decay", "seed", "threads", "valid_frac", "test_frac",
+                 "split_unit", "max_len", "patience", "monitor", "progress")
+}  # fmt: skip
 
 
 def _choice(value: str, choices: tuple[str, ...], hint: str) -> str:
@@ -25,7 +34,35 @@ def _choice(value: str, choices: tuple[str, ...], hint: str) -> str:
     return value
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was set by the user (command line or environment), not left at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def merge_settings(ctx: typer.Context, path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(ModelConfig fields, TrainConfig fields): the options' values, except that those left at
+    their defaults take the settings file's value where it has one; the file may also set fields
+    that have no option (item_dim, n_negatives, ...)."""
+    params = ctx.params
+    model = {field: params[name] for name, field in MODEL_OPTIONS.items()}
+    train = {field: params[name] for name, field in TRAIN_OPTIONS.items()}
+    if path is None:
+        return model, train
+    settings = read_settings(path)
+    for fields_, options, given in (
+        (model, MODEL_OPTIONS, settings.model),
+        (train, TRAIN_OPTIONS, settings.train),
+    ):
+        by_field = {field: name for name, field in options.items()}
+        for field, value in given.items():
+            if field not in by_field or not _given(ctx, by_field[field]):
+                fields_[field] = value
+    return model, train
+
+
 def train_command(
+    ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="Training events file.", exists=True, dir_okay=False)],
     fmt: Annotated[str, typer.Option("--format", "-f", help=f"One of {', '.join(FORMATS)}.")] = "jsonl",
     cell: Annotated[str, typer.Option(help="gru|lstm.")] = "gru",
@@ -68,34 +105,31 @@ def train_command(
         str, typer.Option(help="Early-stopping metric: recall|mrr (@20).")
     ] = TrainConfig.monitor,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Settings file (JSON, as `tune` writes); options given explicitly override it.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Train a GRU/LSTM next-item + purchase model with a time split; saves the best epoch's weights."""
     from behavior_stream.nn.checkpoint import save_checkpoint
     from behavior_stream.training.loop import train_model
 
     fmt_ = parse_format(fmt)
-    cell_ = cast(Cell, _choice(cell, CELLS, "--cell"))
-    unit = cast(
-        SplitUnit, _choice(split_unit or default_split_unit(fmt_), get_args(SplitUnit), "--split-unit")
-    )
-    monitor_ = cast(Monitor, _choice(monitor, get_args(Monitor), "--monitor"))
+    model_fields, train_fields = merge_settings(ctx, config_file)
+    model_fields["cell"] = cast(Cell, _choice(model_fields["cell"], CELLS, "--cell"))
+    unit = train_fields["split_unit"] or default_split_unit(fmt_)
+    train_fields["split_unit"] = cast(SplitUnit, _choice(unit, get_args(SplitUnit), "--split-unit"))
+    train_fields["monitor"] = cast(Monitor, _choice(train_fields["monitor"], get_args(Monitor), "--monitor"))
+    if test is not None:
+        train_fields["test_frac"] = 0.0
     try:
-        config = ModelConfig(cell=cell_, hidden_size=hidden, num_layers=layers, dropout=dropout)
-        train_cfg = TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            lr_decay=lr_decay,
-            seed=seed,
-            threads=threads,
-            valid_frac=valid_frac,
-            test_frac=0.0 if test is not None else test_frac,
-            split_unit=unit,
-            max_len=max_len,
-            patience=patience,
-            monitor=monitor_,
-            progress=progress,
-        )
+        config = ModelConfig(**model_fields)
+        train_cfg = TrainConfig(**train_fields)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     loaded = load_events(data, fmt_, purchases=purchases)

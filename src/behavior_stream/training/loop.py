@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -151,6 +151,7 @@ def train_model(
     categories: dict[str, str] | None = None,
     test_events: list[Event] | None = None,
     dataset: dict[str, Any] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> TrainResult:
     """Split, train with early stopping on validation, and return the best epoch's model.
 
@@ -158,6 +159,8 @@ def train_model(
     user's history, so items first seen in validation must be rankable (repeat purchases).
     Epochs are compared on the monitored metric, ties broken by the other one (on repeat-heavy
     data Recall@20 often sits exactly at the share of targets found in the history window).
+    `on_epoch`, when given, sees each epoch's figures as soon as they exist (the tuner reports them
+    to its pruner); an exception it raises ends training there and propagates to the caller.
     """
     started = time.perf_counter()
     cfg = train_cfg
@@ -195,6 +198,8 @@ def train_model(
                            time.perf_counter() - t0, n / train_seconds)  # fmt: skip
         history.append(stats)
         _log_epoch(stats, cfg.k)
+        if on_epoch is not None:
+            on_epoch(stats)
         score = tuple(figures[key] for key in keys)
         if best is None or score > best[0]:
             best = (score, stats, figures, copy.deepcopy(model.state_dict()))

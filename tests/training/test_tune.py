@@ -1,0 +1,85 @@
+"""The search: it tunes on `train`'s split without the test part, prunes per epoch, searches negatives
+only when sampled, and the per-epoch hook of `train_model` sees every epoch."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cache
+
+import optuna
+import pytest
+
+from behavior_stream.data.splits import SplitUnit, time_split
+from behavior_stream.nn.config import ModelConfig
+from behavior_stream.schema.events import Event
+from behavior_stream.simulate.generator import generate
+from behavior_stream.training.config import TrainConfig
+from behavior_stream.training.loop import EpochStats, train_model
+from behavior_stream.training.tune import N_NEGATIVES, run_study, trial_rows, tuning_events
+
+FAST = TrainConfig(batch_size=64, max_len=40, burn_in=10, progress=False, threads=1)
+
+
+@cache
+def events() -> list[Event]:
+    """About 40 users browsing 80 items: a trial of one epoch takes well under a second."""
+    return generate(users=40, items=80, events=2_500, seed=2).events
+
+
+@pytest.mark.parametrize("unit", ["event", "sequence"])
+def test_tuning_split_is_trains_split_without_the_test_part(unit: SplitUnit) -> None:
+    cfg = replace(FAST, split_unit=unit)
+    full = time_split(events(), cfg.valid_frac, cfg.test_frac, unit)
+    kept, frac = tuning_events(events(), cfg)
+    again = time_split(kept, frac, 0.0, unit)
+    assert again.train == full.train and again.valid == full.valid and full.test
+    assert not {id(e) for e in kept} & {id(e) for e in full.test}
+
+
+def test_a_separate_validation_file_must_come_later() -> None:
+    ordered = sorted(events(), key=lambda e: e.ts)
+    early, late = ordered[:2_000], ordered[2_000:]
+    kept, frac = tuning_events(early, FAST, late)
+    assert time_split(kept, frac, 0.0, "event").valid == late
+    with pytest.raises(ValueError, match="after the training events"):
+        tuning_events(late, FAST, early)
+
+
+def test_the_epoch_hook_sees_every_epoch_and_can_stop_training() -> None:
+    seen: list[EpochStats] = []
+    cfg = replace(FAST, epochs=2, patience=5)
+    result = train_model(events(), ModelConfig(hidden_size=16, item_dim=16), cfg, on_epoch=seen.append)
+    assert seen == result.history and len(seen) == 2
+
+    def stop(stats: EpochStats) -> None:
+        raise KeyboardInterrupt(f"stop after epoch {stats.epoch}")
+
+    with pytest.raises(KeyboardInterrupt, match="epoch 1"):
+        train_model(events(), ModelConfig(hidden_size=16, item_dim=16), cfg, on_epoch=stop)
+
+
+def test_search_picks_the_best_trial_and_negatives_only_when_sampled() -> None:
+    sampled = replace(FAST, full_softmax_max_items=10)  # 80 items > 10: the sampled softmax path
+    result = run_study(events(), ModelConfig(), sampled, n_trials=2, budget_s=60, max_epochs=1)
+    rows = trial_rows(result.study)
+    assert [row["state"] for row in rows] == ["complete", "complete"]
+    assert all(row["n_negatives"] in N_NEGATIVES and row["epochs"] == 1 for row in rows)
+    best = max(rows, key=lambda row: row["value"])
+    assert result.study.best_trial.number == best["number"]
+    assert result.train.n_negatives == best["n_negatives"] and result.train.lr == best["lr"]
+    assert result.model.hidden_size == best["hidden_size"] and result.model.dropout == best["dropout"]
+    assert result.train.valid_frac == FAST.valid_frac and result.train.test_frac == FAST.test_frac
+    full = run_study(events(), ModelConfig(), FAST, n_trials=1, budget_s=60, max_epochs=1)
+    assert "n_negatives" not in full.study.best_trial.params
+
+
+def test_trials_report_each_epoch_and_are_pruned() -> None:
+    ended: list[optuna.trial.FrozenTrial] = []
+    always = optuna.pruners.ThresholdPruner(lower=2.0)  # no recall reaches 2: pruned after epoch 1
+    with pytest.raises(ValueError, match="no trial completed"):
+        run_study(
+            events(), ModelConfig(), FAST, n_trials=2, budget_s=60, max_epochs=3, pruner=always,
+            on_trial=ended.append,
+        )  # fmt: skip
+    assert [t.state for t in ended] == [optuna.trial.TrialState.PRUNED] * 2
+    assert all(list(t.intermediate_values) == [1] for t in ended)
