@@ -13,6 +13,7 @@ from behavior_stream.cli.compare import compare_command
 from behavior_stream.cli.evaluate import evaluate_command
 from behavior_stream.data.loaders import write_jsonl
 from behavior_stream.nn.checkpoint import save_checkpoint
+from tests.cli.test_evaluate import events_file, refused, trained_checkpoint
 from tests.probekit import CATEGORIES, history_and_test
 from tests.seqkit import small_model, tiny_vocab
 
@@ -62,3 +63,26 @@ def test_evaluate_with_probes_adds_the_section_and_the_report(tmp_path: Path) ->
     assert "## Representations" in report and "| purchase in next session | 39 |" in report
     without = CliRunner().invoke(app_with(evaluate_command), [str(history), "--test", str(test), "--probes"])
     assert without.exit_code != 0 and "needs --checkpoint" in without.output
+
+
+def test_compare_refuses_a_test_split_either_checkpoint_trained_on(tmp_path: Path) -> None:
+    data = events_file(tmp_path)
+    held_out = trained_checkpoint(tmp_path, data, test_frac=0.2, name="a.pt")
+    demo_like = trained_checkpoint(tmp_path, data, test_frac=0.0, name="b.pt")
+    out = tmp_path / "cmp"
+    # A's split (test fraction 0.2) is reused; B was fitted on all of DATA, its test part included.
+    refused(["compare", str(held_out), str(demo_like), str(data), "--out", str(out)], "overlaps", "b.pt")
+    # Reversed, B's split is empty: the line names the checkpoint and the option.
+    refused(
+        ["compare", str(demo_like), str(held_out), str(data)], "test split is empty", "b.pt", "--test-frac"
+    )
+    assert not out.exists()
+
+
+def test_compare_refuses_test_sequences_without_a_prediction(tmp_path: Path) -> None:
+    history, _, gru, lstm = files(tmp_path)
+    # One test event per user: nothing follows it to be predicted.
+    _, test = history_and_test()
+    write_jsonl(list({e.user_id: e for e in reversed(test)}.values()), tmp_path / "single.jsonl")
+    args = ["compare", str(gru), str(lstm), str(history), "--test", str(tmp_path / "single.jsonl")]
+    refused(args, "0 next-item predictions for", "gru.pt", "--test-frac")

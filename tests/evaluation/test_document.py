@@ -12,9 +12,14 @@ from pydantic import ValidationError
 
 from behavior_stream.evaluation.baselines import FirstOrderMarkov, MostPopular, PurchaseBaseRate, item_counts
 from behavior_stream.evaluation.document import MetricsDocument, validate_metrics
+from behavior_stream.evaluation.probes import ProbeConfig
 from behavior_stream.evaluation.protocol import EvalConfig, evaluate, write_metrics
+from behavior_stream.evaluation.representations import probe_section
 from behavior_stream.evaluation.scoring import NextItemScorer
+from behavior_stream.nn.checkpoint import LoadedModel
+from tests import probekit
 from tests.evaluation.test_protocol import _small_split
+from tests.seqkit import small_model, tiny_vocab
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,46 @@ def test_accepts_what_evaluate_writes(metrics: dict[str, Any], tmp_path: Path) -
     assert written == orjson.loads(orjson.dumps(metrics))
     assert list(written) == ["dataset", "protocol", "counts", "next_item", "purchase", "breakdown"]
     probes = {"protocol": {}, "skipped": "only 2 users have history and a test session"}
-    assert validate_metrics({**metrics, "probes": probes}).probes == probes
+    doc_probes = validate_metrics({**metrics, "probes": probes}).probes
+    assert doc_probes is not None and doc_probes.skipped == probes["skipped"] and doc_probes.purchase is None
+
+
+@pytest.fixture(scope="module")
+def probes() -> dict[str, Any]:
+    """A real `probes` section: an untrained model's representations of the probe kit's users."""
+    vocab = tiny_vocab()
+    model = small_model(vocab)
+    history, test = probekit.history_and_test()
+    loaded = LoadedModel(model, vocab, model.config, {}, "test")
+    return probe_section(loaded, history, test, probekit.CATEGORIES, ProbeConfig(n_bootstrap=50), knn_k=5)
+
+
+def test_accepts_a_probes_section_and_types_its_baselines(
+    metrics: dict[str, Any], probes: dict[str, Any]
+) -> None:
+    doc = validate_metrics({**metrics, "probes": probes})
+    assert doc.probes is not None and doc.probes.category is not None
+    assert doc.probes.category.versus_baseline.baseline == "majority class"
+    # As read back from the file (NaN as null), too.
+    validate_metrics(orjson.loads(orjson.dumps({**metrics, "probes": probes})))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "delete"),
+    [
+        (("purchase", "versus_baseline"), None, True),  # a probe without its baseline
+        (("category", "versus_baseline", "verdict"), "lucky", False),  # an unknown verdict
+        (("length", "versus_baseline", "ci95"), [1.0], False),  # an interval of one bound
+        (("length", "versus_baseline", "at_chance"), "no", False),  # not a boolean
+        (("geometry",), None, True),  # an incomplete section
+        (("skipped",), "too few users", False),  # skipped, yet with scores
+    ],
+)
+def test_rejects_a_malformed_probes_section(
+    metrics: dict[str, Any], probes: dict[str, Any], path: tuple[str, ...], value: Any, delete: bool
+) -> None:
+    with pytest.raises(ValidationError):
+        validate_metrics({**metrics, "probes": _broken(probes, *path, value=value, delete=delete)})
 
 
 def _broken(metrics: dict[str, Any], *path: str, value: Any = None, delete: bool = False) -> dict[str, Any]:

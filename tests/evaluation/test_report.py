@@ -9,11 +9,16 @@ import numpy as np
 
 from behavior_stream.data.splits import eval_sequences
 from behavior_stream.evaluation.baselines import FirstOrderMarkov, MostPopular, PurchaseBaseRate, item_counts
+from behavior_stream.evaluation.probes import ProbeConfig
 from behavior_stream.evaluation.protocol import EvalConfig, evaluate
-from behavior_stream.evaluation.report import headline_k, next_item_table, write_report
+from behavior_stream.evaluation.report import headline_k, next_item_table, probe_verdicts, write_report
+from behavior_stream.evaluation.representations import probe_section
 from behavior_stream.evaluation.scoring import NextItemScorer
+from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.schema.events import EventType, make_event
 from behavior_stream.schema.vocab import ItemVocab
+from tests import probekit
+from tests.seqkit import small_model, tiny_vocab
 
 T0 = 1_600_000_000_000
 
@@ -71,3 +76,40 @@ def test_report_without_history_and_gru4rec_note(tmp_path: Path) -> None:
     table = next_item_table(metrics).splitlines()
     assert len(table) == 2 + len(metrics["next_item"])
     assert table[2].count("[") == 3
+
+
+def test_report_puts_each_probe_beside_its_baseline_and_says_when_it_is_at_chance(tmp_path: Path) -> None:
+    vocab = tiny_vocab()
+    model = small_model(vocab)
+    history, test = probekit.history_and_test()
+    section = probe_section(
+        LoadedModel(model, vocab, model.config, {}, "test"), history, test, probekit.CATEGORIES,
+        ProbeConfig(n_bootstrap=100), knn_k=5,
+    )  # fmt: skip
+    # One of each verdict, whatever the untrained model scored.
+    verdicts = {"purchase": "at chance", "category": "better", "length": "worse"}
+    for name, verdict in verdicts.items():
+        section[name] = {
+            **section[name],
+            "versus_baseline": {**section[name]["versus_baseline"], "verdict": verdict},
+        }
+    text = write_report({**small_metrics("jsonl"), "probes": section}, tmp_path).read_text()
+    assert "| probe | n | score [95% CI] | baseline [95% CI] | verdict |" in text
+    assert (
+        "| purchase in next session | 39 | roc_auc " in text
+        and "constant score 0.5000 [0.5000, 0.5000]" in text
+    )
+    assert "**at chance**" in text and "better than baseline" in text and "worse than baseline" in text
+    sentences = probe_verdicts(section)
+    assert len(sentences) == 2 and all(line in text for line in sentences)
+    assert sentences[0].startswith("The next-session purchase probe is at chance: its roc_auc interval")
+    assert "next-session length probe does worse than the mean length baseline" in sentences[1]
+    # Without users the comparison is undefined, and the report says it could not be scored.
+    section["category"] = {
+        **section["category"],
+        "versus_baseline": {**section["category"]["versus_baseline"], "verdict": None},
+    }
+    assert any(
+        "next-session category probe" in line and "could not be scored" in line
+        for line in probe_verdicts(section)
+    )

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from behavior_stream.evaluation.probes import probe_examples
+from behavior_stream.evaluation.document import ProbesSection
+from behavior_stream.evaluation.probes import ProbeConfig, probe_examples
 from behavior_stream.evaluation.representations import assess, hidden_states, probe_section, user_states
 from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.nn.features import encode_events
@@ -101,3 +102,24 @@ def test_probe_section_reports_why_it_was_skipped() -> None:
     section = probe_section(loaded(small_model(vocab), vocab), history, test, CATEGORIES)
     n = len(probe_examples(history, test, CATEGORIES, GAP))
     assert n < 4 and section["skipped"] == f"only {n} users have history and a test session"
+
+
+def test_every_probe_has_its_baseline_and_intervals_and_the_section_fits_the_schema() -> None:
+    vocab = tiny_vocab()
+    history, test = history_and_test()
+    cfg = ProbeConfig(n_bootstrap=100)
+    section = probe_section(loaded(small_model(vocab), vocab), history, test, CATEGORIES, cfg, knn_k=5)
+    assert "intervals" in section["protocol"] and section["protocol"]["n_bootstrap"] == 100
+    for name, baseline in (
+        ("purchase", "constant score"),
+        ("category", "majority class"),
+        ("length", "mean length"),
+    ):
+        vs = section[name]["versus_baseline"]
+        assert vs["baseline"] == baseline and vs["n"] == section[name]["n"] > 0
+        assert vs["ci95"][0] <= vs["ci95"][1] and vs["baseline_ci95"][0] <= vs["baseline_ci95"][1]
+        assert vs["verdict"] in ("better", "worse", "at chance") and isinstance(vs["at_chance"], bool)
+    ProbesSection.model_validate(section)
+    ProbesSection.model_validate(
+        probe_section(loaded(small_model(vocab), vocab), *history_and_test(n_users=2), {})
+    )

@@ -9,9 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
-from behavior_stream.cli.evaluate import history_and_test, parse_ks, split_inputs, split_settings
+from behavior_stream.cli.evaluate import (
+    TrainedSplit,
+    history_and_test,
+    parse_ks,
+    require_predictions,
+    split_inputs,
+    split_settings,
+)
 from behavior_stream.cli.options import parse_format
 from behavior_stream.data.loaders import FORMATS
+from behavior_stream.data.splits import eval_sequences
 
 log = logging.getLogger(__name__)
 
@@ -68,21 +76,28 @@ def compare_command(
     ks = parse_ks(k or [], loose)
     fmt_ = parse_format(fmt)
     a, b = load_checkpoint(checkpoint_a), load_checkpoint(checkpoint_b)
-    train_a, train_b = (m.metadata.get("train_config", {}) for m in (a, b))
-    split = split_settings(train_a, valid_frac, test_frac, split_unit, fmt_)
-    split_settings(train_b, *split, fmt_)  # warns when B was trained on another split
-    history, test_events, categories, dataset = history_and_test(data, fmt_, test, purchases, split)
+    split = split_settings(a.metadata.get("train_config", {}), valid_frac, test_frac, split_unit, fmt_)
+    # The test part must be unseen by both: each checkpoint's recorded split is checked against it.
+    trained = [TrainedSplit.of(str(path), m.metadata) for path, m in ((checkpoint_a, a), (checkpoint_b, b))]
+    history, test_events, categories, dataset = history_and_test(
+        data, fmt_, test, purchases, split, trained, frac_given=test_frac is not None
+    )
     dataset |= {"checkpoint_a": str(checkpoint_a), "checkpoint_b": str(checkpoint_b)}
     # Labels may need items outside either catalog: the data's categories win over the checkpoints'.
     categories = {**(a.item_categories or {}), **(b.item_categories or {}), **categories}
     drop_unseen = gru4rec_compat if gru4rec_compat is not None else fmt == "gru4rec"
+    # Each checkpoint ranks the targets its own catalog knows: with none, its side would be all n/a.
+    sequences = eval_sequences(history, test_events)
+    for name, model in ((checkpoint_a, a), (checkpoint_b, b)):
+        gap = model.config.session_gap_ms
+        require_predictions(data, sequences, model.vocab, gap, drop_unseen, str(name))
     config = CompareConfig(
         ks=ks,
         n_bootstrap=n_bootstrap,
         seed=seed,
         drop_unseen=drop_unseen,
         knn_k=knn_k,
-        probe=ProbeConfig(seed=seed),
+        probe=ProbeConfig(seed=seed, n_bootstrap=n_bootstrap),
     )
     result = compare_checkpoints(a, b, history, test_events, categories, config, dataset)
     path = write_compare(result, out)

@@ -10,6 +10,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Literal, get_args
 
+import orjson
+
 from behavior_stream.data.formats import (
     LoadReport,
     Rejected,
@@ -88,6 +90,39 @@ class RawReader:
             yield row
         if self.fmt == "diginetica":
             self.categories.update(diginetica_categories(self.path, items))
+        elif self.fmt == "jsonl":
+            self.categories.update(catalog_categories(self.path, items))
+
+
+def catalog_sidecar(path: Path) -> Path:
+    """The generator's catalog beside a JSONL log, `F.jsonl[.gz]` -> `F.items.json`: the rule of
+    `simulate.generator.catalog_path_for`, restated because this layer cannot import that one."""
+    name = path.name
+    for suffix in (".gz", ".jsonl", ".json"):
+        name = name.removesuffix(suffix)
+    return path.with_name(f"{name}.items.json")
+
+
+def catalog_categories(path: Path, items: set[str]) -> dict[str, str]:
+    """Item -> category of the log's `items` from its catalog sidecar ({} without one). The events
+    carry no category, so this is the only place a generated log's categories come from."""
+    sidecar = catalog_sidecar(path)
+    if not sidecar.is_file():
+        return {}
+    try:
+        rows = orjson.loads(sidecar.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        # Side data only: a broken catalog costs the category labels, never the events.
+        log.warning("%s: not a JSON catalog (%s); no item categories", sidecar, exc)
+        return {}
+    if not isinstance(rows, list):
+        log.warning("%s: expected a JSON list of catalog items; no item categories", sidecar)
+        return {}
+    categories: dict[str, str] = {}
+    for row in rows:
+        if isinstance(row, dict) and str(row.get("item_id")) in items and row.get("category") is not None:
+            categories.setdefault(str(row["item_id"]), str(row["category"]))
+    return categories
 
 
 def iter_raw(path: str | Path, fmt: Format, *, purchases: str | Path | None = None) -> RawReader:
@@ -97,7 +132,8 @@ def iter_raw(path: str | Path, fmt: Format, *, purchases: str | Path | None = No
 
 @dataclass(frozen=True)
 class LoadResult:
-    """Events in time order, what the load did, and item -> category ({} when the format has none)."""
+    """Events in time order, what the load did, and item -> category from the format's side data: Taobao's
+    category column, Diginetica's product-categories.csv, a generated log's catalog sidecar ({} without)."""
 
     events: list[Event]
     report: LoadReport

@@ -10,7 +10,7 @@ so validating never changes the file's content.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -109,6 +109,50 @@ class Bucket(_AtK):
     n: int  # targets in the bucket
 
 
+class VersusBaseline(_Strict):
+    """A probe's headline score beside its constant/majority baseline, with 95% bootstrap intervals."""
+
+    metric: str  # roc_auc (purchase), accuracy (category), mae (length)
+    value: Figure
+    ci95: Interval
+    baseline: str  # what the baseline predicts: constant score, majority class, mean length
+    baseline_value: Figure
+    baseline_ci95: Interval
+    at_chance: bool | None  # the two intervals overlap; None when a figure is undefined (no users)
+    verdict: Literal["better", "worse", "at chance"] | None
+    n: int  # users the score is over
+
+
+class ProbeScores(BaseModel):
+    """One probe: its metrics (free-form figures, per probe) and the comparison with its baseline."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    n: int
+    versus_baseline: VersusBaseline
+
+
+class ProbesSection(_Strict):
+    """`probes` (`evaluate --probes`): `skipped` alone with the protocol when there were too few users,
+    else the three probes, geometry and stability (see `evaluation.representations`)."""
+
+    protocol: dict[str, Any]
+    skipped: str | None = None
+    purchase: ProbeScores | None = None
+    category: ProbeScores | None = None
+    length: ProbeScores | None = None
+    geometry: dict[str, Any] | None = None
+    stability: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _skipped_or_complete(self) -> ProbesSection:
+        parts = (self.purchase, self.category, self.length, self.geometry, self.stability)
+        if self.skipped is None and any(p is None for p in parts):
+            raise ValueError("probes: purchase, category, length, geometry and stability are all required")
+        if self.skipped is not None and any(p is not None for p in parts):
+            raise ValueError("probes: a skipped section has no scores")
+        return self
+
+
 class MetricsDocument(_Strict):
     """metrics.json: the top-level sections."""
 
@@ -118,8 +162,7 @@ class MetricsDocument(_Strict):
     next_item: dict[str, NextItemMetrics]  # by scorer name
     purchase: dict[str, PurchaseMetrics]  # by predictor name
     breakdown: dict[str, list[Bucket]]  # by scorer name, buckets in ascending length
-    # `evaluate --probes` only; its structure is `representations.probe_section`'s.
-    probes: dict[str, Any] | None = None
+    probes: ProbesSection | None = None  # `evaluate --probes` only
 
     @model_validator(mode="after")
     def _metrics_at_every_k(self) -> MetricsDocument:

@@ -205,26 +205,81 @@ def _purchase_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+PROBE_LABELS = {
+    "purchase": "purchase in next session",
+    "category": "category of its first item",
+    "length": "its length (events)",
+}
+PROBE_NAMES = {
+    "purchase": "next-session purchase",
+    "category": "next-session category",
+    "length": "next-session length",
+}
+VERDICTS = {"better": "better than baseline", "worse": "worse than baseline", "at chance": "**at chance**"}
+
+
+def _interval(ci: list[Any]) -> str:
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return "n/a"
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
+def probe_verdicts(probes: dict[str, Any]) -> list[str]:
+    """One plain sentence per probe that is at chance, worse than its baseline or could not be scored:
+    what a reader must not take for knowledge in the representation."""
+    lines = []
+    for name, label in PROBE_NAMES.items():
+        vs = probes[name]["versus_baseline"]
+        what = f"The {label} probe"
+        if vs["verdict"] is None:
+            lines.append(f"{what} could not be scored ({vs['n']} users; a score needs two labels or more).")
+        elif vs["verdict"] == "at chance":
+            lines.append(
+                f"{what} is at chance: its {vs['metric']} interval {_interval(vs['ci95'])} overlaps the "
+                f"{vs['baseline']} baseline's {_interval(vs['baseline_ci95'])}, so on these {vs['n']} users "
+                "the representation shows no knowledge of it."
+            )
+        elif vs["verdict"] == "worse":
+            lines.append(f"{what} does worse than the {vs['baseline']} baseline: it adds nothing.")
+    return lines
+
+
+def _probe_table(probes: dict[str, Any]) -> list[str]:
+    """One row per probe: headline score and its baseline, each with its 95% interval, and the verdict."""
+    buy, cat, length = probes["purchase"], probes["category"], probes["length"]
+    top = next(key for key in cat if key.startswith("top"))
+    also = {
+        "purchase": f"F1 {_fmt(buy['f1'])}, positive rate {_fmt(buy['positive_rate'])}",
+        "category": f"{top.replace('_', ' ')} {_fmt(cat[top])}; {cat['classes']} classes, "
+        f"{cat['dropped_users']} users dropped",
+        "length": f"MSE {_fmt(length['mse'])} (mean predictor {_fmt(length['baseline_mse'])})",
+    }
+    lines = [
+        "| probe | n | score [95% CI] | baseline [95% CI] | verdict | also |",
+        "|---|---:|---|---|---|---|",
+    ]
+    for name, label in PROBE_LABELS.items():
+        vs = probes[name]["versus_baseline"]
+        score = f"{vs['metric']} {_fmt(vs['value'])} {_interval(vs['ci95'])}"
+        base = f"{vs['baseline']} {_fmt(vs['baseline_value'])} {_interval(vs['baseline_ci95'])}"
+        verdict = VERDICTS.get(vs["verdict"], "n/a")
+        lines.append(f"| {label} | {vs['n']} | {score} | {base} | {verdict} | {also[name]} |")
+    return lines
+
+
 def _probes_section(probes: dict[str, Any]) -> list[str]:
     """Linear probes, geometry and stability of the model's representations (`evaluate --probes`)."""
     lines = ["## Representations", ""]
     if "skipped" in probes:
         return [*lines, f"Not evaluated: {probes['skipped']}.", ""]
     protocol = probes["protocol"]
-    lines += [f"- {key}: {protocol[key]}" for key in ("examples", "labels", "probes", "split")]
-    buy, cat, length = probes["purchase"], probes["category"], probes["length"]
-    top = next(key for key in cat if key.startswith("top"))
+    keys = ("examples", "labels", "probes", "split", "baselines", "intervals")
+    lines += [f"- {key}: {protocol[key]}" for key in keys if key in protocol]
+    lines += ["", *_probe_table(probes)]
+    verdicts = probe_verdicts(probes)
+    if verdicts:
+        lines += ["", *verdicts]
     lines += [
-        "",
-        "| probe | n | scores |",
-        "|---|---:|---|",
-        f"| purchase in next session | {buy['n']} | ROC-AUC {_fmt(buy['roc_auc'])}, F1 {_fmt(buy['f1'])}, "
-        f"positive rate {_fmt(buy['positive_rate'])} |",
-        f"| category of its first item | {cat['n']} | accuracy {_fmt(cat['accuracy'])}, "
-        f"{top.replace('_', ' ')} {_fmt(cat[top])} (majority {_fmt(cat['majority_accuracy'])}; "
-        f"{cat['classes']} classes, {cat['dropped_users']} users dropped) |",
-        f"| its length (events) | {length['n']} | MAE {_fmt(length['mae'])}, MSE {_fmt(length['mse'])} "
-        f"(mean predictor {_fmt(length['baseline_mae'])}, {_fmt(length['baseline_mse'])}) |",
         "",
         f"Geometry ({protocol['geometry']}):",
         "",

@@ -152,9 +152,10 @@ def assess(
             **PROTOCOL,
             **GEOMETRY_PROTOCOL,
             "seed": cfg.seed,
+            "n_bootstrap": cfg.n_bootstrap,
             "min_class_count": cfg.min_class_count,
         },
-        **probe_metrics(probes, cfg.top_k),
+        **probe_metrics(probes, cfg.top_k, cfg),
         "geometry": geometry,
         "stability": stability,
     }
