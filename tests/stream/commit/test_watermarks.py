@@ -4,6 +4,7 @@ past its state on the real broker (what a recovery that came back short would lo
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -169,7 +170,10 @@ def test_input_resumed_past_the_state_is_read_back(
         worker.stop()
     text = log.read_text()
     for partition, offset in moved.items():
-        assert f"[{partition}]: offsets {offset - 100}-{offset - 1} were not delivered" in text
+        # A logged gap covers the 100 moved records. It may reach further: when the consumer also
+        # skips records right after the restart (seen here: up to 250), both form one range.
+        found = re.findall(rf"\[{partition}\]: offsets (\d+)-(\d+) were not delivered", text)
+        assert any(int(a) <= offset - 100 and int(b) >= offset - 1 for a, b in found), (partition, found)
     last = latest_representations(settings)
     assert all(last[u]["events_seen"] == per_user[u] for u in per_user)
     engine = ModelEngine.from_checkpoint(taobao_checkpoint)
