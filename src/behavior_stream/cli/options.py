@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Annotated, cast
 
 import typer
 
 from behavior_stream.data.loaders import FORMATS, Format
+
+# Options that several commands take with the same meaning: one declaration each.
+ValidFracOption = Annotated[float, typer.Option(help="Share of events (by time) for validation.")]
+SplitUnitOption = Annotated[
+    str | None, typer.Option(help="event|sequence; default: sequence for session formats.")
+]
 
 
 def parse_format(fmt: str) -> Format:

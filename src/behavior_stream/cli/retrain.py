@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from behavior_stream.cli.errors import InputError
-from behavior_stream.cli.options import parse_format
+from behavior_stream.cli.options import ValidFracOption, parse_format
 from behavior_stream.schema.events import Event, Invalid, parse_event
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def retrain_command(
     epochs: Annotated[int, typer.Option(help="Maximum epochs (early stopping on validation).")] = 3,
     batch_size: Annotated[int, typer.Option(help="Sequence windows per batch.")] = 32,
     hidden: Annotated[int | None, typer.Option(help="Hidden size (default: the current model's).")] = None,
-    valid_frac: Annotated[float, typer.Option(help="Share of events (by time) for validation.")] = 0.1,
+    valid_frac: ValidFracOption = 0.1,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
     every: Annotated[

@@ -10,7 +10,7 @@ from typing import Annotated, Any, cast, get_args
 import typer
 
 from behavior_stream.cli.errors import InputError
-from behavior_stream.cli.options import parse_format
+from behavior_stream.cli.options import SplitUnitOption, ValidFracOption, parse_format
 from behavior_stream.data.loaders import FORMATS, load_events
 from behavior_stream.data.splits import SplitUnit, default_split_unit
 from behavior_stream.nn.config import CELLS, Cell, ModelConfig
@@ -86,15 +86,11 @@ def train_command(
     ] = ModelConfig.dropout,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same model).")] = TrainConfig.seed,
     threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 2,
-    valid_frac: Annotated[
-        float, typer.Option(help="Share of events (by time) for validation.")
-    ] = TrainConfig.valid_frac,
+    valid_frac: ValidFracOption = TrainConfig.valid_frac,
     test_frac: Annotated[
         float, typer.Option(help="Share of events (by time) for test; ignored with --test.")
     ] = TrainConfig.test_frac,
-    split_unit: Annotated[
-        str | None, typer.Option(help="event|sequence; default: sequence for session formats.")
-    ] = None,
+    split_unit: SplitUnitOption = None,
     max_len: Annotated[
         int, typer.Option(help="Predictions per training window (longer users are cut).")
     ] = TrainConfig.max_len,

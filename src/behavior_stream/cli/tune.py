@@ -9,7 +9,7 @@ from typing import Annotated, Any, cast, get_args
 import typer
 
 from behavior_stream.cli.errors import InputError
-from behavior_stream.cli.options import parse_format
+from behavior_stream.cli.options import SplitUnitOption, ValidFracOption, parse_format
 from behavior_stream.data.loaders import FORMATS, load_events
 from behavior_stream.data.splits import SplitUnit, default_split_unit
 from behavior_stream.nn.config import CELLS, Cell, ModelConfig
@@ -75,15 +75,11 @@ def tune_command(
         int, typer.Option(help="Seeds the sampler and every trial's training.")
     ] = TrainConfig.seed,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 1,
-    valid_frac: Annotated[
-        float, typer.Option(help="Share of events (by time) for validation.")
-    ] = TrainConfig.valid_frac,
+    valid_frac: ValidFracOption = TrainConfig.valid_frac,
     test_frac: Annotated[
         float, typer.Option(help="Share of events (by time) held out as test and never used here.")
     ] = TrainConfig.test_frac,
-    split_unit: Annotated[
-        str | None, typer.Option(help="event|sequence; default: sequence for session formats.")
-    ] = None,
+    split_unit: SplitUnitOption = None,
 ) -> None:
     """Search hidden size, item dim, dropout, lr, lr decay, batch size, epochs (and negatives when
     sampled) with TPE and median pruning; writes OUT/best.json for `train --config` and OUT/trials.csv."""
