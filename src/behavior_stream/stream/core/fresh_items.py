@@ -245,6 +245,27 @@ class FreshItems:
                     break
         return out
 
+    def place(
+        self,
+        vocab: ItemVocab,
+        history: np.ndarray,
+        excluded: set[str],
+        slots: int,
+        window: TrendingWindow,
+        feed: tuple[list[int], list[float]],
+        k: int,
+    ) -> tuple[list[int], list[float], list[tuple[str, float]]]:
+        """A model feed with up to `slots` fresh items for a user with this history window: the
+        feed cut to make room (`reserve`), and the fresh items that go after it. The one place the
+        stream and the API apply the rule; `slots` 0 leaves the feed as it is."""
+        items, scores = feed
+        if slots <= 0:
+            return items, scores, []
+        trend = self.trending(vocab, window, slots)
+        fresh = self.pick(vocab, recent_known(vocab, history), excluded, slots, trend)
+        items, scores = reserve(items, scores, fresh, k)
+        return items, scores, fresh
+
     def trending(self, vocab: ItemVocab, window: TrendingWindow, n: int) -> list[tuple[str, float]]:
         """`trending_fresh` of the window, cached for `trending_refresh_s` per vocabulary and n."""
         now = time.monotonic()

@@ -23,8 +23,6 @@ from behavior_stream.stream.core.fresh_items import (
     FreshItems,
     excluded_fresh,
     previous_visit,
-    recent_known,
-    reserve,
 )
 from behavior_stream.stream.core.outputs import ExcludePolicy, dlq_message, excluded_items, user_messages
 from behavior_stream.stream.core.records import BatchResult, BatchStats, InputRecord, OutMessage
@@ -252,15 +250,18 @@ def _step_and_emit(
     stats.step_seconds += t1 - t0
     stats.score_seconds += time.perf_counter() - t1
     topics = (ctx.representations_topic, ctx.recommendations_topic)
-    trend = ctx.fresh.trending(engine.vocab, ctx.trending, ctx.fresh_slots)
     for user, (items, scores, vector) in zip(users, feeds, strict=True):
         last = pending[user][-1]
-        fresh: list[tuple[str, float]] = []
-        if ctx.fresh_slots:
-            recent = recent_known(engine.vocab, states[user].history)
-            skip = excluded_fresh(ctx.exclude, pending[user])
-            fresh = ctx.fresh.pick(engine.vocab, recent, skip, ctx.fresh_slots, trend)
-            items, scores = reserve(items, scores, fresh, ctx.top_k)
+        skip = excluded_fresh(ctx.exclude, pending[user]) if ctx.fresh_slots else set()
+        items, scores, fresh = ctx.fresh.place(
+            engine.vocab,
+            states[user].history,
+            skip,
+            ctx.fresh_slots,
+            ctx.trending,
+            (items, scores),
+            ctx.top_k,
+        )
         ctx.feeds[user] = ServedFeed(engine.tag, items, last.ts)
         item_ids = engine.vocab.lookup(items)
         result.messages.extend(

@@ -19,7 +19,6 @@ from pydantic import SecretStr
 
 from behavior_stream.stream.commit.partitioning import partition_for
 from behavior_stream.stream.core.experiment import VARIANTS, Variant, summary
-from behavior_stream.stream.core.fresh_items import recent_known, reserve
 from behavior_stream.stream.core.outputs import excluded_items, feed_entries
 from behavior_stream.stream.core.state import decode_state, session_label, user_key
 from behavior_stream.stream.runtime.control import new_command
@@ -41,10 +40,15 @@ def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
     excluded = excluded_items(rt.settings.exclude, st)  # the same feed policy the stream applies
     [(items, scores, vector)] = engine.recommend([st], [excluded], rt.settings.top_k, rt.ctx.trending)
     # Fresh items as the stream adds them; no batch here, so the policy sees no fresh-item events.
-    slots = rt.ctx.fresh_slots
-    trend = rt.ctx.fresh.trending(engine.vocab, rt.ctx.trending, slots)
-    fresh = rt.ctx.fresh.pick(engine.vocab, recent_known(engine.vocab, st.history), set(), slots, trend)
-    items, scores = reserve(items, scores, fresh, rt.settings.top_k)
+    items, scores, fresh = rt.ctx.fresh.place(
+        engine.vocab,
+        st.history,
+        set(),
+        rt.ctx.fresh_slots,
+        rt.ctx.trending,
+        (items, scores),
+        rt.settings.top_k,
+    )
     return {
         "user_id": user_id,
         "ts": st.last_ts,
@@ -145,32 +149,30 @@ def register(rt: Runtime) -> None:
             audit.warning("POST /experiments/promote/%s: id=%s split_b=%.2f", variant, cmd.id, rt.ctx.split)
             return self.json({"promoted": variant, "id": cmd.id, "applied": applied, "split_b": rt.ctx.split})
 
+    def user_lookup(view: View, request: Request, user_id: str, what: str, keys: tuple[str, ...]) -> Response:
+        """`keys` of the user's current view, answered where the user lives (Faust forwards the
+        request with its headers, so the token is checked there); 401 or 404 otherwise."""
+        refused = check_token(rt, request, f"GET /users/{user_id}/{what}", read=True)
+        if refused is not None:
+            return view.error(401, refused)
+        found = user_view(rt, user_id)
+        if found is None:
+            return view.error(404, f"unknown user {user_id!r}")
+        return view.json({k: found[k] for k in keys})
+
     @app.page("/users/{user_id}/recommendations")
     class Recommendations(View):
         @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
-            # Checked where the user lives: Faust forwards the request with its headers.
-            refused = check_token(rt, request, f"GET /users/{user_id}/recommendations", read=True)
-            if refused is not None:
-                return self.error(401, refused)
-            view = user_view(rt, user_id)
-            if view is None:
-                return self.error(404, f"unknown user {user_id!r}")
             keys = ("user_id", "ts", "model_version", "variant", "items")
-            return self.json({k: view[k] for k in keys})
+            return user_lookup(self, request, user_id, "recommendations", keys)
 
     @app.page("/users/{user_id}/representation")
     class Representation(View):
         @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
-            refused = check_token(rt, request, f"GET /users/{user_id}/representation", read=True)
-            if refused is not None:
-                return self.error(401, refused)
-            view = user_view(rt, user_id)
-            if view is None:
-                return self.error(404, f"unknown user {user_id!r}")
             keys = ("user_id", "ts", "session_id", "vector", "model_version", "variant", "events_seen")
-            return self.json({k: view[k] for k in keys})
+            return user_lookup(self, request, user_id, "representation", keys)
 
     @app.page("/users/{user_id}")
     class User(View):
