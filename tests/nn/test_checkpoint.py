@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,10 +19,12 @@ from behavior_stream.nn.checkpoint import (
     sidecar_path,
     verify_checksum,
 )
-from behavior_stream.nn.features import encode_sequences
+from behavior_stream.nn.config import LEGACY_OFF
+from behavior_stream.nn.features import CategoryVocab, encode_sequences
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.vocab import ItemVocab
-from tests.seqkit import sequences, small_model, tiny_vocab
+from behavior_stream.stream.core.engine import ModelEngine
+from tests.seqkit import CATALOG, sequences, small_config, small_model, tiny_vocab
 
 METADATA = {
     "history": [{"epoch": 1, "train_loss": 3.5, "valid_recall": 0.25}],
@@ -176,3 +179,85 @@ def test_stale_sidecar_and_foreign_bytes_name_the_file(tmp_path: Path) -> None:
     text.write_text("not a checkpoint\n")
     with pytest.raises(CheckpointError, match=r"notes\.pt: not a torch checkpoint"):
         load_checkpoint(text)
+
+
+def category_model(vocab: ItemVocab, side: dict[str, str]) -> SequenceModel:
+    torch.manual_seed(0)
+    cats = CategoryVocab.build(side, vocab.items)
+    return SequenceModel(small_config(future_k=2), vocab.n_items, vocab.n_inputs, cats).eval()
+
+
+def category_scores(model: SequenceModel, vocab: ItemVocab) -> torch.Tensor:
+    with torch.no_grad():
+        batch = encode_sequences(sequences(), vocab, model.config, model.categories)
+        out = model(batch, return_state=True)
+        assert out.state is not None
+        return model.scores(out.state)
+
+
+def test_round_trip_with_categories(tmp_path: Path) -> None:
+    vocab = tiny_vocab()
+    # item25 is outside the item vocabulary: its category must survive the round trip too.
+    side = {"item1": "shoes", "item2": "hats", "item25": "hats"}
+    model = category_model(vocab, side)
+    version = save_checkpoint(tmp_path / "m.pt", model, vocab, METADATA, categories={"item1": "shoes"})
+    loaded = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.model.categories == model.categories and loaded.model.categories is not None
+    assert loaded.model.categories.index("item25") == model.categories.index("item25") >= 2  # type: ignore[union-attr]
+    assert loaded.item_categories == side
+    assert loaded.model.heads is not None and loaded.model.heads.has_future
+    assert torch.equal(category_scores(loaded.model, vocab), category_scores(model, vocab))
+    # The category map is part of what the model does, so of its version.
+    other = category_model(vocab, {**side, "item25": "shoes"})
+    assert save_checkpoint(tmp_path / "o.pt", other, vocab, METADATA) != version
+
+
+def test_a_checkpoint_from_before_categories_and_heads_loads_with_them_off(tmp_path: Path) -> None:
+    vocab = tiny_vocab()
+    torch.manual_seed(0)
+    old = SequenceModel(small_config(**LEGACY_OFF), vocab.n_items, vocab.n_inputs).eval()
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, old, vocab, METADATA)
+    # Rewrite it as the earlier format wrote it: no new config keys, no category_names.
+    data = torch.load(path, weights_only=True)
+    for key in LEGACY_OFF:
+        del data["config"][key]
+    del data["category_names"]
+    torch.save(data, path)
+    sidecar_path(path).unlink()
+    loaded = load_checkpoint(path)
+    assert loaded.model.categories is None and loaded.model.heads is None
+    assert loaded.config.category_dim == 0 and not loaded.config.aux_heads
+    assert torch.equal(scores(loaded.model, vocab), scores(old, vocab))
+    # A checkpoint whose weights need categories it does not name fails loudly, naming the file.
+    new = category_model(vocab, {"item1": "shoes"})
+    save_checkpoint(path, new, vocab, METADATA)
+    data = torch.load(path, weights_only=True)
+    data["category_names"] = None
+    torch.save(data, path)
+    sidecar_path(path).unlink()
+    needs = r"old\.pt: damaged checkpoint .*read item categories but it names none"
+    with pytest.raises(CheckpointError, match=needs):
+        load_checkpoint(path)
+
+
+def test_the_stream_core_steps_a_category_checkpoint_with_its_catalog_map(tmp_path: Path) -> None:
+    vocab = tiny_vocab()
+    side = {item: f"c{i % 3}" for i, item in enumerate(CATALOG)}  # OOV item20.. have categories too
+    model = category_model(vocab, side)
+    save_checkpoint(tmp_path / "m.pt", model, vocab, METADATA)
+    engine = ModelEngine.from_checkpoint(tmp_path / "m.pt")
+    events = sequences((9,), seed=5)[0]
+    assert any(e.item_id in CATALOG[20:] for e in events)  # a new item brings its category
+    one, whole = engine.fresh_state(), engine.fresh_state()
+    last = -1
+    for ev in events:  # the per-event step path (`encode_events`) ...
+        engine.step_users([one], [[ev]], [last])
+        one.last_ts = last = ev.ts
+    engine.step_users([whole], [events], [-1])  # ... and the several-events path (`encode_sequences`)
+    with torch.no_grad():
+        expected = model(encode_sequences([events], vocab, model.config, model.categories)).hidden[0, -1]
+        blind = model(encode_sequences([events], vocab, model.config)).hidden[0, -1]
+    assert np.abs(one.hidden - expected.numpy()).max() <= 1e-5
+    assert np.abs(whole.hidden - expected.numpy()).max() <= 1e-5
+    assert np.abs(one.hidden - blind.numpy()).max() > 1e-3

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from behavior_stream.nn.config import ModelConfig
 from behavior_stream.nn.features import (
+    FIRST_CATEGORY,
+    NO_CATEGORY,
+    UNKNOWN_CATEGORY,
+    CategoryVocab,
     collate,
     encode_arrays,
     encode_events,
@@ -13,8 +18,9 @@ from behavior_stream.nn.features import (
     gap_features,
     query_tokens,
 )
+from behavior_stream.nn.network import ModelState, SequenceModel
 from behavior_stream.schema.events import TYPE_INDEX, EventType, make_event
-from tests.seqkit import T0, sequences, tiny_vocab
+from tests.seqkit import CATALOG, T0, sequences, small_config, tiny_vocab
 
 
 def test_item_rows_for_catalog_oov_and_search() -> None:
@@ -86,3 +92,67 @@ def test_collate_slices() -> None:
     enc = encode_arrays(seq, vocab, config)
     batch = collate([(enc, 3, 6)])
     assert batch.ts[0].tolist() == [e.ts for e in seq[3:6]]
+
+
+SIDE_DATA = {"item1": "shoes", "item2": "hats", "item3": "shoes", "item25": "hats", "item26": "socks"}
+
+
+def test_category_rows_come_from_the_catalog_map_even_for_new_items() -> None:
+    # Trained on item1..item3: shoes (2 items) and hats get rows, most frequent first.
+    cats = CategoryVocab.build(SIDE_DATA, ["item1", "item2", "item3", None])
+    assert cats.names == ("shoes", "hats") and cats.n_rows == FIRST_CATEGORY + 2
+    vocab = tiny_vocab()
+    events = [
+        make_event("u", EventType.CLICK, T0, item_id="item1"),
+        make_event("u", EventType.CLICK, T0 + 1, item_id="item25"),  # OOV item, known category
+        make_event("u", EventType.CLICK, T0 + 2, item_id="item26"),  # category never trained
+        make_event("u", EventType.CLICK, T0 + 3, item_id="item27"),  # no side data at all
+        make_event("u", EventType.SEARCH, T0 + 4, query="hat"),
+    ]
+    batch = encode_events(events, vocab, ModelConfig(), cats)
+    assert batch.catalog.tolist()[1] == -1  # item25 is outside the item vocabulary ...
+    shoes, hats = FIRST_CATEGORY, FIRST_CATEGORY + 1
+    assert batch.categories.tolist() == [shoes, hats, UNKNOWN_CATEGORY, UNKNOWN_CATEGORY, NO_CATEGORY]
+    # Without a category vocabulary every item is unknown (a model without side data ignores them).
+    plain = encode_events(events, vocab, ModelConfig())
+    assert plain.categories.tolist() == [UNKNOWN_CATEGORY] * 4 + [NO_CATEGORY]
+
+
+def test_sequence_batches_carry_categories_and_pad_with_no_category() -> None:
+    cats = CategoryVocab.build(SIDE_DATA, ["item1", "item2", "item3"])
+    seqs = sequences((6, 3))
+    batch = encode_sequences(seqs, tiny_vocab(), ModelConfig(), cats)
+    for row, seq in enumerate(seqs):
+        assert batch.categories[row, : len(seq)].tolist() == [cats.index(e.item_id) for e in seq]
+        assert (batch.categories[row, len(seq) :] == NO_CATEGORY).all()
+    enc = encode_arrays(seqs[0], tiny_vocab(), ModelConfig(), cats)
+    part = collate([(enc, 2, 5)])
+    assert part.categories[0].tolist() == enc.categories[2:5].tolist()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_step_equals_forward_with_categories(cell: str) -> None:
+    vocab = tiny_vocab()
+    # Side data for every catalog item and some OOV ones, in 3 categories.
+    side = {item: f"c{i % 3}" for i, item in enumerate(CATALOG)}
+    cats = CategoryVocab.build(side, CATALOG[:20])
+    torch.manual_seed(0)
+    model = SequenceModel(small_config(cell=cell), vocab.n_items, vocab.n_inputs, cats).eval()
+    seqs = sequences((7, 4, 1, 6), seed=3)
+    with torch.no_grad():
+        out = model(encode_sequences(seqs, vocab, model.config, model.categories), return_state=True)
+        state = model.initial_state(len(seqs))
+        for t in range(max(map(len, seqs))):
+            rows = [i for i, s in enumerate(seqs) if t < len(s)]
+            sub = state.select(torch.tensor(rows))
+            new = model.step(sub, encode_events([seqs[i][t] for i in rows], vocab, model.config, cats))
+            for r, i in enumerate(rows):
+                assert (new.h[-1, r] - out.hidden[i, t]).abs().max() <= 1e-5
+            idle = [i for i in range(len(seqs)) if i not in rows]
+            merged = ModelState.cat([new, state.select(torch.tensor(idle, dtype=torch.int64))])
+            state = merged.select(torch.argsort(torch.tensor(rows + idle)))
+        # Not vacuous: the same events without their categories give other states.
+        blind = model(encode_sequences(seqs, vocab, model.config), return_state=True)
+    assert out.state is not None and blind.state is not None
+    assert (state.h - out.state.h).abs().max() <= 1e-5
+    assert (blind.state.h - out.state.h).abs().max() > 1e-3

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from behavior_stream.nn.features import encode_arrays
-from behavior_stream.training.batching import PURCHASE, iterate_batches, make_batch, make_windows
+from behavior_stream.training.batching import (
+    PURCHASE,
+    iterate_batches,
+    make_batch,
+    make_windows,
+    target_counts,
+)
 from tests.seqkit import sequences, small_config, tiny_vocab
 
 
@@ -54,6 +60,18 @@ def test_epoch_visits_every_window_once() -> None:
     batches = list(iterate_batches(encoded, windows, 3, config, np.random.default_rng(0)))
     assert sum(int(b.purchase_mask.sum()) for b in batches) == sum(len(e) - 1 for e in encoded)
     assert all(len(b.sequences.lengths) <= 3 for b in batches)
+
+
+def test_target_counts_are_the_next_item_targets_of_an_epoch() -> None:
+    """The popularity the sampled softmax draws by: every catalog target of the batches, counted."""
+    vocab, config = tiny_vocab(), small_config()
+    encoded = [encode_arrays(s, vocab, config) for s in sequences((14, 9, 1, 5, 3, 12))]
+    windows = make_windows([len(e) for e in encoded], max_len=4, burn_in=1)
+    batches = iterate_batches(encoded, windows, 3, config, np.random.default_rng(0))
+    targets = np.concatenate([b.item_targets.numpy() for b in batches])
+    counts = target_counts(encoded, vocab.n_items)
+    assert counts.shape == (vocab.n_items,) and counts.sum() == len(targets) > 0
+    assert counts.tolist() == np.bincount(targets, minlength=vocab.n_items).tolist()
 
 
 def test_rejects_bad_window_settings() -> None:

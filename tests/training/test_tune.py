@@ -15,7 +15,7 @@ from behavior_stream.schema.events import Event
 from behavior_stream.simulate.generator import generate
 from behavior_stream.training.config import TrainConfig
 from behavior_stream.training.loop import EpochStats, train_model
-from behavior_stream.training.tune import N_NEGATIVES, run_study, trial_rows, tuning_events
+from behavior_stream.training.tune import N_NEGATIVES, NEGATIVES, run_study, trial_rows, tuning_events
 
 FAST = TrainConfig(batch_size=64, max_len=40, burn_in=10, progress=False, threads=1)
 
@@ -45,6 +45,21 @@ def test_a_separate_validation_file_must_come_later() -> None:
         tuning_events(late, FAST, early)
 
 
+def test_gru4rec_compat_drops_validation_events_of_unseen_items() -> None:
+    ordered = sorted(events(), key=lambda e: e.ts)
+    early, late = ordered[:2_000], ordered[2_000:]
+    seen = {e.item_id for e in early}
+    new_item = replace(late[-1], event_id="new", item_id="never-in-training", ts=late[-1].ts + 1)
+    late = [*late, new_item]
+    unseen = [e for e in late if e.item_id is not None and e.item_id not in seen]
+    assert new_item in unseen
+    kept, _ = tuning_events(early, FAST, late)
+    assert new_item in kept
+    kept, frac = tuning_events(early, FAST, late, drop_unseen=True)
+    valid = time_split(kept, frac, 0.0, "event").valid
+    assert valid == [e for e in late if e not in unseen] and new_item not in kept
+
+
 def test_the_epoch_hook_sees_every_epoch_and_can_stop_training() -> None:
     seen: list[EpochStats] = []
     cfg = replace(FAST, epochs=2, patience=5)
@@ -64,13 +79,15 @@ def test_search_picks_the_best_trial_and_negatives_only_when_sampled() -> None:
     rows = trial_rows(result.study)
     assert [row["state"] for row in rows] == ["complete", "complete"]
     assert all(row["n_negatives"] in N_NEGATIVES and row["epochs"] == 1 for row in rows)
+    assert all(row["negatives"] in NEGATIVES and row["weight_decay"] > 0 for row in rows)
     best = max(rows, key=lambda row: row["value"])
     assert result.study.best_trial.number == best["number"]
     assert result.train.n_negatives == best["n_negatives"] and result.train.lr == best["lr"]
+    assert result.train.negatives == best["negatives"] and result.train.weight_decay == best["weight_decay"]
     assert result.model.hidden_size == best["hidden_size"] and result.model.dropout == best["dropout"]
     assert result.train.valid_frac == FAST.valid_frac and result.train.test_frac == FAST.test_frac
     full = run_study(events(), ModelConfig(), FAST, n_trials=1, budget_s=60, max_epochs=1)
-    assert "n_negatives" not in full.study.best_trial.params
+    assert not {"n_negatives", "negatives"} & set(full.study.best_trial.params)
 
 
 def test_trials_report_each_epoch_and_are_pruned() -> None:

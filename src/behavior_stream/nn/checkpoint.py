@@ -1,8 +1,11 @@
 """Model checkpoints: one torch file of plain types plus a SHA-256 sidecar, loaded with weights_only=True.
 
 Layout of the saved dict: format_version, state_dict, config (ModelConfig.to_dict), vocab
-(ItemVocab.to_dict), item_categories (item -> category, or None), metadata (training history,
-dataset, seed, ...), version (the model version string, e.g. "gru-3f2a9c0d1e4b").
+(ItemVocab.to_dict), item_categories (item -> category, or None), category_names (the model's
+category rows in order, `CategoryVocab.names`, or None for a model without item side data as
+input), metadata (training history, dataset, seed, ...), version (the model version string,
+e.g. "gru-3f2a9c0d1e4b"). A checkpoint written before a ModelConfig field existed loads with
+that field's `LEGACY_OFF` value (no category input, no auxiliary heads).
 
 Publishing is atomic for anyone watching the path: at every instant the sidecar lists the digest
 of the file at the final name (see `save_checkpoint`), and `load_checkpoint` hashes the very bytes
@@ -24,7 +27,8 @@ from typing import Any, BinaryIO
 
 import torch
 
-from behavior_stream.nn.config import ModelConfig
+from behavior_stream.nn.config import LEGACY_OFF, ModelConfig
+from behavior_stream.nn.features import CategoryVocab
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.vocab import ItemVocab
 
@@ -104,6 +108,10 @@ def model_version(model: SequenceModel, vocab: ItemVocab) -> str:
     """`<cell>-<12 hex>`: a content hash of config, catalog and weights (same model, same version)."""
     digest = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
     digest.update("\x1f".join(vocab.items).encode())
+    if model.categories is not None:  # what a category row means changes what the model does
+        cats = model.categories
+        digest.update("\x1e".join(cats.names).encode())
+        digest.update("\x1f".join(f"{i}\x1d{c}" for i, c in sorted(cats.items.items())).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -151,6 +159,9 @@ def save_checkpoint(
             f"model has {model.n_items} items / {model.n_inputs} inputs, "
             f"vocab {vocab.n_items} / {vocab.n_inputs}: they were not built together"
         )
+    if model.categories is not None:
+        # The model reads categories through this map, so it is saved whatever the caller passed.
+        categories = {**model.categories.items, **(categories or {})}
     version = model_version(model, vocab)
     metadata = {**metadata, "model_version": version}
     _check_plain(metadata, "metadata")
@@ -160,6 +171,7 @@ def save_checkpoint(
         "config": model.config.to_dict(),
         "vocab": vocab.to_dict(),
         "item_categories": dict(categories) if categories is not None else None,
+        "category_names": list(model.categories.names) if model.categories is not None else None,
         "metadata": metadata,
         "version": version,
     }
@@ -236,9 +248,16 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         found = data.get("format_version") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{path}: unsupported checkpoint format {found!r}, expected {FORMAT_VERSION}")
     try:
-        config = ModelConfig.from_dict(data["config"])
+        config = ModelConfig.from_dict({**LEGACY_OFF, **data["config"]})
         vocab = ItemVocab.from_dict(data["vocab"])
-        model = SequenceModel(config, vocab.n_items, vocab.n_inputs)
+        names = data.get("category_names")
+        if config.category_dim > 0 and names is not None:
+            categories = CategoryVocab(tuple(names), dict(data["item_categories"] or {}))
+        else:
+            categories = None
+        if categories is None and "category_emb.weight" in data["state_dict"]:
+            raise ValueError("its weights read item categories but it names none (category_names)")
+        model = SequenceModel(config, vocab.n_items, vocab.n_inputs, categories)
         model.load_state_dict(data["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc

@@ -10,6 +10,8 @@ from typing import Any, Literal, get_args
 
 Cell = Literal["gru", "lstm"]
 CELLS: tuple[str, ...] = get_args(Cell)
+# The values of fields added after the first checkpoints, for a stored config that lacks them.
+LEGACY_OFF: dict[str, Any] = {"category_dim": 0, "aux_heads": False, "future_k": 0}
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class ModelConfig:
     session_gap_ms: int = 30 * 60 * 1000
     repeat_window: int = 32
     repeat_dim: int = 32
+    # Item side data and auxiliary heads (nn/heads.py). A checkpoint written before these existed
+    # loads with them off (LEGACY_OFF). category_dim 0: no category input; future_k 0: no
+    # multi-future head.
+    category_dim: int = 16
+    aux_heads: bool = True
+    future_k: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -56,6 +64,10 @@ class ModelConfig:
             raise ValueError(
                 f"n_gap_buckets must be >= 2 (first-event bucket + gaps), got {self.n_gap_buckets}"
             )
+        for name in ("category_dim", "future_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

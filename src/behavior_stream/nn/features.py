@@ -1,5 +1,8 @@
 """Event -> tensor encoding for the sequence model: item/type indices, hashed query bags, time gaps,
-session ids (as `schema.sessions.session_code`s, for the new-session flag).
+session ids (as `schema.sessions.session_code`s, for the new-session flag), item categories.
+
+Categories come from side data (a catalog map item -> category, `CategoryVocab`), not from the
+event, so an item unknown to the item vocabulary still contributes its category.
 
 The same encoding feeds the incremental `step` (an `EventBatch`, one event per user) and the
 full-sequence `forward` (a padded `SequenceBatch`), so both paths see identical inputs.
@@ -8,8 +11,9 @@ full-sequence `forward` (a padded `SequenceBatch`), so both paths see identical 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -60,6 +64,56 @@ def gap_features(
     return bucket, new_session
 
 
+NO_CATEGORY = 0  # events without an item (search), and padding
+UNKNOWN_CATEGORY = 1  # an item whose category is unknown, or was never seen in training
+FIRST_CATEGORY = 2
+
+
+@dataclass(frozen=True)
+class CategoryVocab:
+    """Category names in index order (from `FIRST_CATEGORY` on) and the catalog map item -> category.
+
+    `items` may know more items than the item vocabulary (side data covers new items too); an
+    item whose category is not among `names` (never seen in training) is `UNKNOWN_CATEGORY`.
+    """
+
+    names: tuple[str, ...]
+    items: dict[str, str] = field(compare=False)
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", {c: FIRST_CATEGORY + i for i, c in enumerate(self.names)})
+
+    @classmethod
+    def build(cls, item_categories: dict[str, str], training_items: Iterable[str | None]) -> CategoryVocab:
+        """Categories of the training items, most frequent first (ties by name): their rows get trained."""
+        known = (item_categories.get(i) for i in training_items if i is not None)
+        counts = Counter(c for c in known if c is not None)
+        names = tuple(sorted(counts, key=lambda c: (-counts[c], c)))
+        return cls(names, dict(item_categories))
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the category embedding: no-category, unknown, then every name."""
+        return FIRST_CATEGORY + len(self.names)
+
+    def index(self, item_id: str | None) -> int:
+        """Category row of an item (`NO_CATEGORY` without an item, `UNKNOWN_CATEGORY` when unknown)."""
+        if item_id is None:
+            return NO_CATEGORY
+        name = self.items.get(item_id)
+        return UNKNOWN_CATEGORY if name is None else self._index.get(name, UNKNOWN_CATEGORY)
+
+
+def category_indices(events: Sequence[Event], categories: CategoryVocab | None) -> np.ndarray:
+    """(n,) int64 category rows of the events' items; without a vocabulary every item is unknown."""
+    if categories is None:
+        return np.fromiter(
+            (NO_CATEGORY if e.item_id is None else UNKNOWN_CATEGORY for e in events), np.int64, len(events)
+        )
+    return np.fromiter((categories.index(e.item_id) for e in events), np.int64, len(events))
+
+
 @dataclass(frozen=True)
 class EncodedEvents:
     """NumPy encoding of an event list: per-event arrays plus a flat query-token array."""
@@ -71,13 +125,17 @@ class EncodedEvents:
     sessions: np.ndarray  # (n,) int64 session_code of the session id, 0 = none
     query_ids: np.ndarray  # (sum of bag sizes,) int64
     query_starts: np.ndarray  # (n + 1,) int64 bag boundaries into query_ids
+    categories: np.ndarray  # (n,) int64 category rows (`CategoryVocab.index`)
 
     def __len__(self) -> int:
         return len(self.ts)
 
 
-def encode_arrays(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig) -> EncodedEvents:
-    """Encode events in order (a user's sequence, or one event per user for a step)."""
+def encode_arrays(
+    events: Sequence[Event], vocab: ItemVocab, config: ModelConfig, categories: CategoryVocab | None = None
+) -> EncodedEvents:
+    """Encode events in order (a user's sequence, or one event per user for a step); `categories` is
+    the model's category vocabulary (`SequenceModel.categories`), None for a model without one."""
     n = len(events)
     cat = vocab.index
     catalog = np.fromiter(((-1 if (c := cat(e.item_id)) is None else c) for e in events), np.int64, n)
@@ -93,6 +151,7 @@ def encode_arrays(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig
         sessions=np.fromiter((session_code(e.session_id) for e in events), np.int64, n),
         query_ids=np.fromiter((t for b in bags for t in b), np.int64, int(sizes.sum())),
         query_starts=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        categories=category_indices(events, categories),
     )
 
 
@@ -107,14 +166,17 @@ class EventBatch:
     query_offsets: Tensor  # (batch,) int64 EmbeddingBag offsets; an empty bag embeds as zeros
     ts: Tensor  # (batch,) int64 ms
     sessions: Tensor  # (batch,) int64 session codes, 0 = no session id
+    categories: Tensor  # (batch,) int64 category rows
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
 
-def encode_events(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig) -> EventBatch:
-    """Encode one event per row for `SequenceModel.step`."""
-    enc = encode_arrays(events, vocab, config)
+def encode_events(
+    events: Sequence[Event], vocab: ItemVocab, config: ModelConfig, categories: CategoryVocab | None = None
+) -> EventBatch:
+    """Encode one event per row for `SequenceModel.step` (`categories`: see `encode_arrays`)."""
+    enc = encode_arrays(events, vocab, config, categories)
     return EventBatch(
         item_inputs=torch.from_numpy(enc.item_inputs),
         catalog=torch.from_numpy(enc.catalog),
@@ -123,6 +185,7 @@ def encode_events(events: Sequence[Event], vocab: ItemVocab, config: ModelConfig
         query_offsets=torch.from_numpy(enc.query_starts[:-1].copy()),
         ts=torch.from_numpy(enc.ts),
         sessions=torch.from_numpy(enc.sessions),
+        categories=torch.from_numpy(enc.categories),
     )
 
 
@@ -137,6 +200,7 @@ class SequenceBatch:
     query_offsets: Tensor  # (batch * time,) int64, row-major bags; padding has empty bags
     ts: Tensor  # (batch, time) int64 ms; padding repeats the last real timestamp
     sessions: Tensor  # (batch, time) int64 session codes, 0 = none; padding repeats the last
+    categories: Tensor  # (batch, time) int64 category rows, NO_CATEGORY for padding
     lengths: Tensor  # (batch,) int64, each >= 1
 
 
@@ -153,6 +217,7 @@ def collate(parts: Sequence[tuple[EncodedEvents, int, int]]) -> SequenceBatch:
     types = np.zeros((b, t), np.int64)
     ts = np.zeros((b, t), np.int64)
     sessions = np.zeros((b, t), np.int64)
+    cats = np.full((b, t), NO_CATEGORY, np.int64)
     sizes = np.zeros((b, t), np.int64)
     tokens: list[np.ndarray] = []
     for row, (enc, start, stop) in enumerate(parts):
@@ -164,6 +229,7 @@ def collate(parts: Sequence[tuple[EncodedEvents, int, int]]) -> SequenceBatch:
         ts[row, n:] = enc.ts[stop - 1]
         sessions[row, :n] = enc.sessions[start:stop]
         sessions[row, n:] = enc.sessions[stop - 1]
+        cats[row, :n] = enc.categories[start:stop]
         sizes[row, :n] = np.diff(enc.query_starts[start : stop + 1])
         tokens.append(enc.query_ids[enc.query_starts[start] : enc.query_starts[stop]])
     flat_sizes = sizes.reshape(-1)
@@ -176,13 +242,18 @@ def collate(parts: Sequence[tuple[EncodedEvents, int, int]]) -> SequenceBatch:
         query_offsets=torch.from_numpy(offsets),
         ts=torch.from_numpy(ts),
         sessions=torch.from_numpy(sessions),
+        categories=torch.from_numpy(cats),
         lengths=torch.from_numpy(lengths),
     )
 
 
 def encode_sequences(
-    sequences: Sequence[Sequence[Event]], vocab: ItemVocab, config: ModelConfig
+    sequences: Sequence[Sequence[Event]],
+    vocab: ItemVocab,
+    config: ModelConfig,
+    categories: CategoryVocab | None = None,
 ) -> SequenceBatch:
-    """Encode and pad whole event sequences (each non-empty) into one batch."""
-    encoded = [encode_arrays(seq, vocab, config) for seq in sequences]
+    """Encode and pad whole event sequences (each non-empty) into one batch (`categories`: see
+    `encode_arrays`)."""
+    encoded = [encode_arrays(seq, vocab, config, categories) for seq in sequences]
     return collate([(enc, 0, len(enc)) for enc in encoded])

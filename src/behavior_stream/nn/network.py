@@ -1,12 +1,15 @@
 """The GRU/LSTM user-sequence model with an incremental `step` that matches its full forward.
 
 Each event is embedded as [item | event type | search query bag | time-gap bucket | new-session
-flag] and fed to a recurrent cell. Session handling: the hidden state is never reset, so it is a
-long-term representation of the user across sessions; the log-scaled gap since the previous
-event and the new-session flag (`schema.sessions`' rule with `session_gap_ms`: a gap, or a
-session id change) are inputs, so the network itself learns how much of the state to forget
-after a pause. The state keeps the last event's time and session code, so `step` computes the
-same flag as `forward`.
+flag | item category (with side data: `nn.features.CategoryVocab`, so an item outside the item
+vocabulary still brings its category)] and fed to a recurrent cell. Auxiliary heads
+(`nn.heads`) shape the state during training; they never run in `step`.
+
+Session handling: the hidden state is never reset, so it is a long-term representation of the user
+across sessions; the log-scaled gap since the previous event and the new-session flag
+(`schema.sessions`' rule with `session_gap_ms`: a gap, or a session id change) are inputs, so the
+network itself learns how much of the state to forget after a pause. The state keeps the last
+event's time and session code, so `step` computes the same flag as `forward`.
 
 Next-item scores are a query vector (the projected top-layer state plus a linear map of the
 latest item's embedding) against the (tied) item embeddings, plus an item bias, plus a learned
@@ -27,7 +30,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from behavior_stream.nn.config import ModelConfig
-from behavior_stream.nn.features import EventBatch, SequenceBatch, gap_features
+from behavior_stream.nn.features import CategoryVocab, EventBatch, SequenceBatch, gap_features
+from behavior_stream.nn.heads import AuxHeads
 from behavior_stream.schema.events import EVENT_TYPES
 
 
@@ -111,11 +115,15 @@ class RepeatBonus(nn.Module):
 class SequenceModel(nn.Module):
     """Recurrent next-item model over behavior events; see the module docstring."""
 
-    def __init__(self, config: ModelConfig, n_items: int, n_inputs: int) -> None:
+    def __init__(
+        self, config: ModelConfig, n_items: int, n_inputs: int, categories: CategoryVocab | None = None
+    ) -> None:
         super().__init__()
         if n_items < 1 or n_inputs <= n_items:
             raise ValueError(f"need n_items >= 1 and n_inputs > n_items, got {n_items}, {n_inputs}")
         self.config, self.n_items, self.n_inputs = config, n_items, n_inputs
+        # Item side data: encode batches for this model with `categories=model.categories`.
+        self.categories = categories if config.category_dim > 0 else None
         self.item_emb = nn.Embedding(n_inputs, config.item_dim)
         nn.init.normal_(self.item_emb.weight, std=0.05)
         self.type_emb = nn.Embedding(len(EVENT_TYPES), config.type_dim)
@@ -123,6 +131,7 @@ class SequenceModel(nn.Module):
         self.gap_emb = nn.Embedding(config.n_gap_buckets, config.gap_dim)
         self.dropout = nn.Dropout(config.dropout)
         in_dim = config.item_dim + config.type_dim + config.query_dim + config.gap_dim + 1
+        in_dim += config.category_dim if self.categories is not None else 0
         rnn_cls = nn.GRU if config.cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(
             in_dim,
@@ -140,6 +149,14 @@ class SequenceModel(nn.Module):
         self.repeat = RepeatBonus(config)
         self.purchase_head = nn.Sequential(
             nn.Linear(config.hidden_size, config.hidden_size), nn.ReLU(), nn.Linear(config.hidden_size, 1)
+        )
+        # Created last: with category_dim 0 and no heads, a model initialises exactly as before them.
+        n_rows = self.categories.n_rows if self.categories is not None else 0
+        self.category_emb = nn.Embedding(n_rows, config.category_dim, padding_idx=0) if n_rows else None
+        self.heads = (
+            AuxHeads(config.hidden_size, n_rows, config.item_dim if config.future_k else 0)
+            if config.aux_heads
+            else None
         )
 
     # -- state ---------------------------------------------------------------------------------
@@ -167,16 +184,17 @@ class SequenceModel(nn.Module):
         prev_ts: Tensor,
         sessions: Tensor,
         prev_sessions: Tensor,
+        categories: Tensor,
     ) -> Tensor:
         """RNN inputs (batch, time, in_dim) for (batch, time) event fields."""
         b, t = ts.shape
         bucket, new_session = gap_features(ts, prev_ts, sessions, prev_sessions, self.config)
         query = self.query_emb(query_ids, query_offsets).view(b, t, -1)  # (batch, time, query_dim)
-        x = torch.cat(
-            [self.item_emb(items), self.type_emb(types), query, self.gap_emb(bucket), new_session[..., None]],
-            -1,
-        )
-        return self.dropout(x)
+        parts = [self.item_emb(items), self.type_emb(types), query, self.gap_emb(bucket)]
+        parts.append(new_session[..., None])
+        if self.category_emb is not None:
+            parts.append(self.category_emb(categories))  # (batch, time, category_dim)
+        return self.dropout(torch.cat(parts, -1))
 
     def _run(self, x: Tensor | PackedSequence, state: ModelState) -> tuple[Any, Tensor, Tensor | None]:
         """Run the cell from `state`; returns (outputs, h_n, c_n)."""
@@ -198,6 +216,7 @@ class SequenceModel(nn.Module):
             state.last_ts[:, None],
             batch.sessions[:, None],
             state.last_session[:, None],
+            batch.categories[:, None],
         )
         _, h, c = self._run(x, state)
         return ModelState(
@@ -227,6 +246,7 @@ class SequenceModel(nn.Module):
             prev_ts,
             batch.sessions,
             prev_sessions,
+            batch.categories,
         )
         ragged = bool((batch.lengths != t).any())
         if return_state and ragged:
@@ -284,6 +304,13 @@ class SequenceModel(nn.Module):
     def purchase_probability(self, state: ModelState) -> Tensor:
         """P(next event is a purchase), (batch,)."""
         return torch.sigmoid(self.purchase_logit(state.h[-1]))
+
+    def session_purchase_probability(self, state: ModelState) -> Tensor:
+        """P(a purchase in the next event's session, from the next event on), (batch,): at a session's
+        end, the next session's. Runs only when asked (`nn.heads`); needs `config.aux_heads`."""
+        if self.heads is None:
+            raise RuntimeError("this model has no auxiliary heads (ModelConfig.aux_heads is off)")
+        return torch.sigmoid(self.heads.session_purchase(state.h[-1]))
 
     def representation(self, state: ModelState) -> Tensor:
         """The user representation: the top-layer hidden state (batch, hidden)."""

@@ -125,3 +125,12 @@ def iterate_batches(
     groups = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for g in rng.permutation(len(groups)):
         yield make_batch(encoded, [windows[i] for i in groups[g]], config)
+
+
+def target_counts(encoded: Sequence[EncodedEvents], n_items: int) -> np.ndarray:
+    """(n_items,) int64: how often each catalog item is a next-item target (any event but a first)."""
+    counts = np.zeros(n_items, np.int64)
+    for enc in encoded:
+        targets = enc.catalog[1:]
+        counts += np.bincount(targets[targets >= 0], minlength=n_items)
+    return counts

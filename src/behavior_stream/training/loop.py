@@ -21,20 +21,25 @@ from behavior_stream.data.splits import EvalSequence, eval_sequences, group_by_u
 from behavior_stream.evaluation.metrics import mrr_at_k, recall_at_k
 from behavior_stream.evaluation.model_scorer import ModelScorer
 from behavior_stream.evaluation.ranking import next_item_targets, rank_targets
+from behavior_stream.evaluation.scenarios import bought_together
 from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.nn.config import ModelConfig
-from behavior_stream.nn.features import encode_arrays
+from behavior_stream.nn.features import CategoryVocab, encode_arrays
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.events import Event
 from behavior_stream.schema.vocab import ItemVocab
-from behavior_stream.training.batching import TrainBatch, iterate_batches, make_windows
+from behavior_stream.training.batching import TrainBatch, iterate_batches, make_windows, target_counts
+from behavior_stream.training.calibration import calibration_metadata
 from behavior_stream.training.config import TrainConfig
-from behavior_stream.training.objective import full_softmax_loss, purchase_loss, sampled_softmax_loss
+from behavior_stream.training.multitask import aux_labels, aux_losses, weighted_aux_loss
+from behavior_stream.training.objective import NextItemLoss, purchase_loss
+from behavior_stream.training.optim import make_optimizer
 from behavior_stream.training.progress import Progress
 
 __all__ = ["EpochStats", "TrainConfig", "TrainResult", "rank_metrics", "train_model"]
 
 log = logging.getLogger(__name__)
+BOUGHT_TOGETHER_TOP_N = 20  # partners kept per item in the checkpoint's cart table
 
 
 @dataclass(frozen=True)
@@ -77,18 +82,17 @@ def rank_metrics(scorer: ModelScorer, seqs: Sequence[EvalSequence], k: int) -> d
 
 
 def _batch_loss(
-    model: SequenceModel, batch: TrainBatch, cfg: TrainConfig, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(next-item loss, purchase loss) of one batch."""
+    model: SequenceModel, batch: TrainBatch, cfg: TrainConfig, gen: torch.Generator, item_loss: NextItemLoss
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(next-item loss, purchase loss, weighted auxiliary-head losses) of one batch."""
     out = model(batch.sequences, batch.state)
     top = out.hidden[batch.item_mask]  # (n, hidden)
     hist, types = out.history[batch.item_mask], out.history_types[batch.item_mask]
-    if model.n_items <= cfg.full_softmax_max_items:
-        item = full_softmax_loss(model, top, hist, types, batch.item_targets, cfg.softmax_chunk)
-    else:
-        item = sampled_softmax_loss(model, top, hist, types, batch.item_targets, cfg.n_negatives, gen)
+    item = item_loss(model, top, hist, types, batch.item_targets, gen)
     buy = purchase_loss(model, out.hidden[batch.purchase_mask], batch.purchase_labels)
-    return item, buy
+    labels = aux_labels(batch.sequences, batch.state, batch.purchase_mask, model, model.config.future_k)
+    aux = weighted_aux_loss(aux_losses(model, out.hidden, labels, cfg, gen), cfg)
+    return item, buy, aux if aux is not None else item.new_zeros(())
 
 
 def _split(
@@ -109,6 +113,7 @@ def _train_epoch(
     cfg: TrainConfig,
     gen: torch.Generator,
     desc: str,
+    item_loss: NextItemLoss,
 ) -> tuple[np.ndarray, int]:
     """One pass over the batches; returns example-weighted (loss, item, purchase) sums and examples."""
     model.train()
@@ -121,8 +126,8 @@ def _train_epoch(
             bar.update(i)
             if batch.n_examples == 0:
                 continue
-            item, buy = _batch_loss(model, batch, cfg, gen)
-            loss = item + cfg.purchase_weight * buy
+            item, buy, aux = _batch_loss(model, batch, cfg, gen, item_loss)
+            loss = item + cfg.purchase_weight * buy + aux
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
@@ -172,15 +177,18 @@ def train_model(
     if not train or not valid:
         raise ValueError(f"need train and validation events, got {len(train)} / {len(valid)}")
     vocab = ItemVocab.build((e.item_id for e in (*train, *valid)), cfg.n_oov_buckets)
-    encoded = [encode_arrays(seq, vocab, config) for seq in group_by_user(train).values()]
+    # Item side data as an input: categories of the training items get rows; the map keeps every
+    # item the side data knows, so a new item still brings its category.
+    cats = CategoryVocab.build(categories, (e.item_id for e in train)) if categories else None
+    encoded = [encode_arrays(seq, vocab, config, cats) for seq in group_by_user(train).values()]
     windows = make_windows([len(e) for e in encoded], cfg.max_len, cfg.burn_in)
     valid_seqs = eval_sequences(train, valid)
     log.info("split %d/%d/%d events, %d catalog items, %d training windows",
              len(train), len(valid), len(test), vocab.n_items, len(windows))  # fmt: skip
 
-    model = SequenceModel(config, vocab.n_items, vocab.n_inputs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, cfg.lr_decay)
+    model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats)
+    optimizer, schedule = make_optimizer(model.parameters(), cfg)
+    item_loss = NextItemLoss.build(cfg, target_counts(encoded, vocab.n_items))
     scorer = ModelScorer(LoadedModel(model, vocab, config, {}, "training"))
     keys = [f"{m}@{cfg.k}" for m in (("recall", "mrr") if cfg.monitor == "recall" else ("mrr", "recall"))]
     history: list[EpochStats] = []
@@ -189,7 +197,7 @@ def train_model(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         batches = iterate_batches(encoded, windows, cfg.batch_size, config, rng)
-        sums, n = _train_epoch(model, optimizer, batches, n_batches, cfg, gen, f"epoch {epoch}")
+        sums, n = _train_epoch(model, optimizer, batches, n_batches, cfg, gen, f"epoch {epoch}", item_loss)
         schedule.step()
         train_seconds = time.perf_counter() - t0
         figures = rank_metrics(scorer, valid_seqs, cfg.k)
@@ -221,7 +229,10 @@ def train_model(
         "test": test_figures,
         "train_seconds": time.perf_counter() - started,
         "torch_version": str(torch.__version__),
+        # Scenario side data (stream/core/cart.py, intent.py): plain lists and numbers.
+        "bought_together": {"top_n": BOUGHT_TOGETHER_TOP_N, "pairs": bought_together([*train, *valid])},
+        "purchase_calibration": calibration_metadata(scorer, valid_seqs),
     }
-    if categories is not None:
+    if categories is not None and model.categories is None:
         categories = {item: categories[item] for item in vocab.items if item in categories}
     return TrainResult(model, vocab, history, best[1].epoch, best[2], test_figures, metadata, categories)

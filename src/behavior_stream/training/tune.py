@@ -27,10 +27,12 @@ if TYPE_CHECKING:  # optuna loads in about a second: only when a search runs
 log = logging.getLogger(__name__)
 
 # Candidate values: sizes on a coarse grid (CPU training cost grows with them), rates on a log scale.
-HIDDEN_SIZES = (32, 64, 96, 128)
-ITEM_DIMS = (16, 32, 64)
-BATCH_SIZES = (16, 32, 64, 128)
-N_NEGATIVES = (512, 1024, 2048, 4096)  # searched only when the catalog is too big for a full softmax
+HIDDEN_SIZES = (32, 64, 96, 128, 192)
+ITEM_DIMS = (16, 32, 64, 128)
+BATCH_SIZES = (32, 64, 128, 256)
+# Searched only when the catalog is too big for a full softmax: how many negatives, from which proposal.
+N_NEGATIVES = (512, 1024, 2048, 4096)
+NEGATIVES = ("uniform", "popularity")
 
 
 class NoTrialCompleted(ValueError):
@@ -54,14 +56,20 @@ def _units(events: list[Event], unit: SplitUnit) -> int:
 
 
 def tuning_events(
-    events: list[Event], cfg: TrainConfig, valid_events: list[Event] | None = None
+    events: list[Event],
+    cfg: TrainConfig,
+    valid_events: list[Event] | None = None,
+    drop_unseen: bool = False,
 ) -> tuple[list[Event], float]:
     """(events without the test part, the valid_frac that splits them into train's train/valid).
 
     Without `valid_events`, `events` is split as `train` splits it (cfg's fractions and unit) and
     the test part dropped, keeping the input order (which decides batch order, so results match
     `train` exactly). With them, `events` is all training and `valid_events` the validation part;
-    they must come later in time. Either way the split is checked by redoing it.
+    they must come later in time. `drop_unseen` (the GRU4Rec protocol, `evaluate
+    --gru4rec-compat`) removes validation events whose item never occurs in training, so the
+    catalog is the training items and trials are judged as `evaluate` judges the final model.
+    Either way the split is checked by redoing it.
     """
     if valid_events is None:
         split = time_split(events, cfg.valid_frac, cfg.test_frac, cfg.split_unit)
@@ -69,6 +77,9 @@ def tuning_events(
         kept = [e for e in events if id(e) not in test_ids]
         train, valid = split.train, split.valid
     else:
+        if drop_unseen:
+            seen = {e.item_id for e in events}
+            valid_events = [e for e in valid_events if e.item_id is None or e.item_id in seen]
         kept, train, valid = [*events, *valid_events], events, valid_events
     if not train or not valid:
         raise ValueError(f"need train and validation events, got {len(train)} / {len(valid)}")
@@ -89,11 +100,16 @@ def suggest(trial: optuna.Trial, max_epochs: int, sampled: bool) -> tuple[dict[s
     train: dict[str, Any] = {
         "lr": trial.suggest_float("lr", 1e-3, 5e-2, log=True),
         "lr_decay": trial.suggest_float("lr_decay", 0.3, 1.0),
+        # Decoupled (AdamW) decay: on YooChoose validation peaks by epoch 3, then the model overfits.
+        "weight_decay": trial.suggest_float("weight_decay", 1e-3, 1.0, log=True),
         "batch_size": trial.suggest_categorical("batch_size", BATCH_SIZES),
         "epochs": trial.suggest_int("epochs", 1, max_epochs),
     }
     if sampled:
         train["n_negatives"] = trial.suggest_categorical("n_negatives", N_NEGATIVES)
+        train["negatives"] = trial.suggest_categorical("negatives", NEGATIVES)
+        if train["negatives"] == "popularity":
+            train["sample_alpha"] = trial.suggest_float("sample_alpha", 0.0, 1.0)
     return model, train
 
 
@@ -110,19 +126,21 @@ def run_study(
     budget_s: float,
     max_epochs: int,
     valid_events: list[Event] | None = None,
+    drop_unseen: bool = False,
     pruner: optuna.pruners.BasePruner | None = None,
     on_trial: Callable[[optuna.trial.FrozenTrial], None] | None = None,
 ) -> TuneResult:
     """Search `n_trials` points (no trial starts after `budget_s` seconds) around `model`/`train`.
 
     `train.monitor` is the metric optimised and `train.seed` seeds both the sampler and every
-    trial's training; `on_trial` sees each trial as it ends (the CLI prints a line).
+    trial's training; `on_trial` sees each trial as it ends (the CLI prints a line);
+    `drop_unseen` as in `tuning_events`.
     """
     import optuna
 
     from behavior_stream.training.loop import EpochStats, train_model
 
-    kept, valid_frac = tuning_events(events, train, valid_events)
+    kept, valid_frac = tuning_events(events, train, valid_events, drop_unseen)
     n_items = len({e.item_id for e in kept if e.item_id is not None})  # the catalog train_model builds
     sampled = n_items > train.full_softmax_max_items
     metric = train.monitor
