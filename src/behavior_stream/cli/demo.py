@@ -67,30 +67,35 @@ class DemoOptions:
     web_port: int = 6066
 
 
-def dataset(opts: DemoOptions) -> tuple[list[Event], dict[str, str], Path]:
-    """The demo's events in time order, item -> display name, and the data file."""
+def dataset(opts: DemoOptions) -> tuple[list[Event], dict[str, str], Path, dict[str, str]]:
+    """The demo's events in time order, item -> display name, the data file, item -> category."""
     if opts.data is not None:
         loaded = load_events(opts.data, opts.fmt)  # logs its own summary of the rows read
         if len(loaded.events) < 10:
             raise InputError(str(opts.data), f"too few valid events for a demo ({loaded.report.summary()})")
-        return loaded.events, {i: f"category {c}" for i, c in loaded.categories.items()}, opts.data
+        names = {i: f"category {c}" for i, c in loaded.categories.items()}
+        return loaded.events, names, opts.data, loaded.categories
     path = (
         opts.workdir / f"events-{DEFAULT_USERS}u-{DEFAULT_ITEMS}i-{DEFAULT_EVENTS}e-s{DEFAULT_SEED}.jsonl.gz"
     )
     if not path.exists():
         log.info("generating %d synthetic events -> %s", DEFAULT_EVENTS, path)
         generate(DEFAULT_USERS, DEFAULT_ITEMS, DEFAULT_EVENTS, DEFAULT_SEED, path)
-    events = load_events(path, "jsonl").events
+    loaded = load_events(path, "jsonl")  # the categories come from the catalog sidecar
     names = {}
     for row in read_catalog(catalog_path_for(path)):
         names[str(row["item_id"])] = f"{row.get('name', row['item_id'])} ({row.get('category', '?')})"
-    return events, names, path
+    return loaded.events, names, path, loaded.categories
 
 
-def trained_model(opts: DemoOptions, history: list[Event], data_path: Path) -> tuple[Path, float]:
+def trained_model(
+    opts: DemoOptions, history: list[Event], data_path: Path, categories: dict[str, str]
+) -> tuple[Path, float]:
     """A checkpoint trained on `history`, cached by data and settings; returns (path, train seconds)."""
+    config = ModelConfig(cell=opts.cell)
+    # The settings are in the key: a checkpoint cached by an older version is not reused.
     key = hashlib.sha256(
-        f"{data_path.resolve()}|{len(history)}|{opts.cell}|{opts.epochs}".encode()
+        f"{data_path.resolve()}|{len(history)}|{config}|{opts.epochs}|{len(categories)}".encode()
     ).hexdigest()
     path = opts.workdir / f"model-{opts.cell}-{key[:10]}.pt"
     if path.exists():
@@ -99,8 +104,9 @@ def trained_model(opts: DemoOptions, history: list[Event], data_path: Path) -> t
     started = time.perf_counter()
     result = train_model(
         history,
-        ModelConfig(cell=opts.cell),
+        config,
         TrainConfig(epochs=opts.epochs, threads=2, test_frac=0.0, progress=True),
+        categories=categories or None,
     )
     save_checkpoint(path, result.model, result.vocab, result.metadata, result.categories)
     return path, time.perf_counter() - started
@@ -130,11 +136,11 @@ def mixed_records(events: list[Event], opts: DemoOptions, seed: int = 0) -> list
 def run_demo(opts: DemoOptions) -> DemoReport:
     """Run the demo end to end; returns what the summary shows."""
     opts.workdir.mkdir(parents=True, exist_ok=True)
-    events, names, data_path = dataset(opts)
+    events, names, data_path, categories = dataset(opts)
     cut = events[int(len(events) * opts.train_frac)].ts
     history = [e for e in events if e.ts < cut]
     later = [e for e in events if e.ts >= cut]
-    checkpoint, train_seconds = trained_model(opts, history, data_path)
+    checkpoint, train_seconds = trained_model(opts, history, data_path, categories)
     loaded = load_checkpoint(checkpoint)
     offline = offline_metrics(loaded, history, later)
     broker = EmbeddedBroker(port=free_port(), log_path=opts.workdir / "broker.log").start()

@@ -282,6 +282,29 @@ def _scorers(
     return scorers, purchase
 
 
+def _scenario_section(
+    loaded: LoadedModel,
+    history: list[Event],
+    sequences: list[EvalSequence],
+    seed: int,
+    n_bootstrap: int,
+    horizon: str,
+) -> dict[str, Any]:
+    """The scenarios beside their baselines, with the checkpoint's purchase calibration (if any)."""
+    from behavior_stream.evaluation.scenario_eval import CartHorizon, ScenarioConfig, evaluate_scenarios
+    from behavior_stream.training.calibration import Platt
+
+    platt = Platt.from_metadata(loaded.metadata)
+    cfg = ScenarioConfig(
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+        calibrate=platt.apply if platt is not None else None,
+        threshold=platt.threshold if platt is not None else 0.5,
+        cart_horizon=cast("CartHorizon", horizon),
+    )
+    return evaluate_scenarios(loaded, history, sequences, cfg)
+
+
 def _baseline_names(text: str) -> list[str]:
     from behavior_stream.evaluation.baselines import BASELINE_NAMES
 
@@ -320,6 +343,12 @@ def evaluate_command(
     probes: Annotated[
         bool, typer.Option(help="Add linear probes, geometry and stability of the model's representations.")
     ] = False,
+    scenarios: Annotated[
+        bool, typer.Option(help="Add the shopping scenarios (search, cart, related, purchase intent).")
+    ] = False,
+    cart_horizon: Annotated[
+        str, typer.Option(help="Cart targets: later basket items of the session | test (the rest of it).")
+    ] = "session",
 ) -> None:
     """Evaluate next-item ranking (model + baselines) and purchase prediction on the held-out split."""
     from behavior_stream.evaluation.baselines import item_counts
@@ -338,6 +367,10 @@ def evaluate_command(
     fmt_ = parse_format(fmt)
     if probes and checkpoint is None:
         raise typer.BadParameter("--probes needs --checkpoint (it judges the model)")
+    if scenarios and checkpoint is None:
+        raise typer.BadParameter("--scenarios needs --checkpoint (it judges the model)")
+    if cart_horizon not in ("session", "test"):
+        raise typer.BadParameter(f"{cart_horizon!r} is not one of session, test", param_hint="--cart-horizon")
     names = _baseline_names(baselines)
     loaded = None
     if checkpoint is not None:
@@ -376,6 +409,8 @@ def evaluate_command(
         metrics["probes"] = probe_section(
             loaded, history, test_events, categories, ProbeConfig(seed=seed, n_bootstrap=n_bootstrap)
         )
+    if scenarios and loaded is not None:
+        metrics["scenarios"] = _scenario_section(loaded, history, sequences, seed, n_bootstrap, cart_horizon)
     write_metrics(metrics, out)
     report = write_report(metrics, out, loaded.metadata.get("history") if loaded else None)
     counts = metrics["counts"]
@@ -386,6 +421,10 @@ def evaluate_command(
     typer.echo(next_item_table(metrics))
     if metrics["purchase"]:
         typer.echo("\n" + purchase_table(metrics))
+    if metrics.get("scenarios"):
+        from behavior_stream.evaluation.scenario_report import scenario_table
+
+        typer.echo("\n" + scenario_table(metrics["scenarios"]))
     if "purchase" in metrics.get("probes", {}):
         # Said on the terminal too: a probe at chance is the finding, not a footnote of report.md.
         typer.echo("\n" + "\n".join(probe_verdicts(metrics["probes"]) or ["Every probe beats its baseline."]))

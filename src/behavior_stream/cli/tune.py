@@ -80,9 +80,17 @@ def tune_command(
         float, typer.Option(help="Share of events (by time) held out as test and never used here.")
     ] = TrainConfig.test_frac,
     split_unit: SplitUnitOption = None,
+    gru4rec_compat: Annotated[
+        bool | None,
+        typer.Option(
+            help="With --valid: drop validation events whose item is not in DATA (as evaluate "
+            "--gru4rec-compat); default: on for gru4rec."
+        ),
+    ] = None,
 ) -> None:
-    """Search hidden size, item dim, dropout, lr, lr decay, batch size, epochs (and negatives when
-    sampled) with TPE and median pruning; writes OUT/best.json for `train --config` and OUT/trials.csv."""
+    """Search hidden size, item dim, dropout, lr, lr decay, weight decay, batch size, epochs (and the
+    negatives' number and proposal when sampled) with TPE and median pruning; writes OUT/best.json
+    for `train --config` and OUT/trials.csv."""
     fmt_ = parse_format(fmt)
     cell_ = cast(Cell, _choice(cell, CELLS, "--cell"))
     metric_ = cast(Monitor, _choice(metric, get_args(Monitor), "--metric"))
@@ -118,6 +126,7 @@ def tune_command(
         result = run_study(
             events, model, train, n_trials=trials, budget_s=budget_s, max_epochs=max_epochs,
             valid_events=valid_events, on_trial=show,
+            drop_unseen=gru4rec_compat if gru4rec_compat is not None else fmt_ == "gru4rec",
         )  # fmt: skip
     except NoTrialCompleted as exc:
         raise InputError("--budget-s", str(exc)) from exc

@@ -163,6 +163,9 @@ class MetricsDocument(_Strict):
     purchase: dict[str, PurchaseMetrics]  # by predictor name
     breakdown: dict[str, list[Bucket]]  # by scorer name, buckets in ascending length
     probes: ProbesSection | None = None  # `evaluate --probes` only
+    # `evaluate --scenarios` only: per scenario (search, cart, related, purchase_intent) its
+    # figures beside its baseline, null where the data has no prediction (evaluation/scenario_eval.py)
+    scenarios: dict[str, dict[str, Any] | None] | None = None
 
     @model_validator(mode="after")
     def _metrics_at_every_k(self) -> MetricsDocument:

@@ -54,7 +54,7 @@ class ModelScorer:
         if not keep:
             n = sum(len(lens) for lens in prefix)
             return h0.expand(n, -1), hist0.expand(n, -1), types0.expand(n, -1)
-        out = model(encode_sequences([feeds[i] for i in keep], self.vocab, model.config))
+        out = model(encode_sequences([feeds[i] for i in keep], self.vocab, model.config, model.categories))
         b = len(keep)
         # Index 0 is the state before any event, index L the state after L events.
         top = torch.cat([h0.expand(b, -1)[:, None], out.hidden], 1)

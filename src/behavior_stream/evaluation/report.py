@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from behavior_stream.evaluation.scenario_report import scenario_lines
+
 # matplotlib (the `plot` extra) is imported only by the plotting functions: it is optional, and
 # importing it would cost every user of the tables close to a second.
 NO_PLOTS_NOTE = "No plots: matplotlib is not installed (`pip install 'behavior-stream[plot]'`)."
@@ -330,6 +332,8 @@ def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str,
     lines += _purchase_section(metrics)
     if "probes" in metrics:
         lines += _probes_section(metrics["probes"])
+    if metrics.get("scenarios"):
+        lines += scenario_lines(metrics["scenarios"])
     if history and plots:
         plot_training(history, out_dir / "training_curves.png")
         lines += ["## Training", "", "![training curves](training_curves.png)", ""]

@@ -53,7 +53,7 @@ def hidden_states(
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths batch with less padding
     for s in range(0, len(order), batch_size):
         group = order[s : s + batch_size]
-        batch = encode_sequences([seqs[i] for i in group], loaded.vocab, model.config)
+        batch = encode_sequences([seqs[i] for i in group], loaded.vocab, model.config, model.categories)
         hidden = model(batch).hidden.numpy()  # (batch, time, hidden)
         for row, i in enumerate(group):
             out[i] = hidden[row, : len(seqs[i])].astype(np.float64)
