@@ -9,8 +9,8 @@ import numpy as np
 import orjson
 
 from behavior_stream.schema.events import EventType, Invalid, Reason, make_event
-from behavior_stream.stream.core.messages import DeadLetter, Recommendation, Representation
-from behavior_stream.stream.core.outputs import dlq_message, user_messages
+from behavior_stream.stream.core.messages import DeadLetter, Recommendation, Representation, ScenarioFeed
+from behavior_stream.stream.core.outputs import dlq_message, feed_entries, scenario_message, user_messages
 from behavior_stream.stream.core.records import InputRecord
 from behavior_stream.stream.core.state import UserState
 
@@ -41,6 +41,8 @@ def test_representation_fields() -> None:
         "model_version": "gru-v1",
         "variant": "B",
         "events_seen": 7,
+        "purchase_probability": None,  # no intent given
+        "purchase_calibration": "none",
     }
     assert _user_messages("s-1")[0]["session_id"] == "s-1"
 
@@ -81,3 +83,25 @@ def test_dead_letter_fields() -> None:
     assert binary.key == b""
     hexed = orjson.loads(binary.value)
     assert (hexed["raw"], hexed["raw_encoding"], hexed["offset"]) == ("ff00", "hex", 5)
+
+
+def test_scenario_feed_extends_the_recommendation_fields() -> None:
+    last = make_event("u1", EventType.SEARCH, TS, query="lamp", event_id="e-7")
+    items = feed_entries(
+        ["i1"], [0.5], because=[[{"item_id": "i0", "type": "click", "events_ago": 1, "weight": 0.25}]]
+    )
+    msg = scenario_message("recs", last, "gru-v1", "A", "search", "lamp", items)
+    body = orjson.loads(msg.value)
+    assert (msg.topic, msg.key) == ("recs", b"u1")
+    assert list(body) == [f.name for f in dataclasses.fields(ScenarioFeed)]
+    # The plain feed's fields come first, in the same order, so feed consumers read it too.
+    plain = [f.name for f in dataclasses.fields(Recommendation) if f.name != "items"]
+    assert list(body)[: len(plain)] == plain
+    assert body["scenario"] == "search" and body["query"] == "lamp"
+    assert body["items"] == [
+        {
+            "item_id": "i1",
+            "score": 0.5,
+            "because": [{"item_id": "i0", "type": "click", "events_ago": 1, "weight": 0.25}],
+        }
+    ]

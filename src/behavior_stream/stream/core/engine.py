@@ -24,9 +24,11 @@ from behavior_stream.nn.network import ModelState, SequenceOutput
 from behavior_stream.schema.events import EVENT_TYPES, Event, EventType, make_event
 from behavior_stream.schema.sessions import session_code
 from behavior_stream.schema.vocab import ItemVocab
+from behavior_stream.stream.core.cart import BoughtTogether
 from behavior_stream.stream.core.item_index import EXACT_CHUNK, ItemIndex
 from behavior_stream.stream.core.state import UserState
 from behavior_stream.stream.core.trending import TrendingWindow
+from behavior_stream.training.calibration import Platt
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ class ModelEngine:
         self.version: str = loaded.model_version
         self.tag = version_tag(self.version)
         self.index = ItemIndex(self.model, ann_threshold)
+        # Scenario side data trained with the checkpoint (absent in older ones: then empty/None).
+        self.bought_together = BoughtTogether.from_metadata(loaded.metadata, self.vocab)
+        self.calibration = Platt.from_metadata(loaded.metadata)
         self._layers = self.config.num_layers
         self._hidden = self.config.hidden_size
         self._window = self.config.repeat_window
@@ -104,6 +109,10 @@ class ModelEngine:
         types = ms.history_types.numpy().astype(np.uint8)
         for i, st in enumerate(states):
             st.hidden, st.history, st.history_types = flat[i].copy(), hist[i].copy(), types[i].copy()
+
+    def model_state(self, states: Sequence[UserState]) -> ModelState:
+        """The batched model state of users whose states are under this model (see `adopt`)."""
+        return self._to_model(states, [s.last_ts for s in states], [s.session_id for s in states])
 
     # -- stepping --------------------------------------------------------------------------------
     def adopt(self, st: UserState) -> None:
@@ -170,9 +179,11 @@ class ModelEngine:
         before = self._to_model(states, last_ts, last_session)
         out = None
         if all(len(e) == 1 for e in events):
-            ms = self.model.step(before, encode_events([e[0] for e in events], self.vocab, self.config))
+            # The catalog map gives each event's item its category (unknown item: unknown category).
+            step_batch = encode_events([e[0] for e in events], self.vocab, self.config, self.model.categories)
+            ms = self.model.step(before, step_batch)
         else:
-            batch = encode_sequences(events, self.vocab, self.config)
+            batch = encode_sequences(events, self.vocab, self.config, self.model.categories)
             out = self.model.forward(batch, state=before, return_state=True)
             assert out.state is not None
             ms = out.state

@@ -11,10 +11,14 @@ import numpy as np
 from behavior_stream.schema.events import Event, Invalid
 from behavior_stream.stream.core.experiment import Variant
 from behavior_stream.stream.core.messages import (
+    Because,
+    Calibration,
     DeadLetter,
     RawEncoding,
     Recommendation,
     Representation,
+    Scenario,
+    ScenarioFeed,
     ScoredItem,
 )
 from behavior_stream.stream.core.records import InputRecord, OutMessage
@@ -59,15 +63,45 @@ def excluded_items(exclude: Iterable[ExcludePolicy], st: UserState) -> set[int]:
 
 
 def feed_entries(
-    item_ids: list[str], scores: list[float], fresh: Sequence[tuple[str, float]] = ()
+    item_ids: list[str],
+    scores: list[float],
+    fresh: Sequence[tuple[str, float]] = (),
+    because: Sequence[list[Because]] | None = None,
 ) -> list[ScoredItem]:
-    """A feed's entries: the model's items, then the fresh items (marked, see fresh_items.py)."""
+    """A feed's entries: the model's items, then the fresh items (marked, see fresh_items.py);
+    with `because` (one list per model item), each model item carries its explanation."""
     # Feed entries stay plain dicts (typed by ScoredItem): this loop runs top_k times per user.
     items: list[ScoredItem] = [
         {"item_id": i, "score": round(s, 5)} for i, s in zip(item_ids, scores, strict=True)
     ]
+    if because is not None:
+        for entry, reasons in zip(items, because, strict=True):
+            entry["because"] = reasons
     items.extend({"item_id": i, "score": round(s, 5), "fresh": True} for i, s in fresh)
     return items
+
+
+def scenario_message(
+    topic: str,
+    last: Event,
+    model_version: str,
+    variant: Variant,
+    scenario: Scenario,
+    query: str | None,
+    items: list[ScoredItem],
+) -> OutMessage:
+    """The scenario feed (search or cart) of one user after a batch, answering event `last`."""
+    body = ScenarioFeed(
+        user_id=last.user_id,
+        ts=last.ts,
+        event_id=last.event_id,
+        model_version=model_version,
+        variant=variant,
+        scenario=scenario,
+        query=query,
+        items=items,
+    )
+    return OutMessage(topic, last.user_id.encode("utf-8"), body.to_json())
 
 
 def user_messages(
@@ -80,8 +114,11 @@ def user_messages(
     scores: list[float],
     vector: np.ndarray,
     fresh: Sequence[tuple[str, float]] = (),
+    intent: tuple[float, Calibration] | None = None,
+    because: Sequence[list[Because]] | None = None,
 ) -> tuple[OutMessage, OutMessage]:
-    """The representation and recommendation messages of one user after a batch."""
+    """The representation and recommendation messages of one user after a batch; `intent` is
+    the user's (purchase probability, calibration), `because` the model items' explanations."""
     key = last.user_id.encode("utf-8")
     rep = Representation(
         user_id=last.user_id,
@@ -91,8 +128,10 @@ def user_messages(
         model_version=model_version,
         variant=variant,
         events_seen=st.events_seen,
+        purchase_probability=None if intent is None else intent[0],
+        purchase_calibration="none" if intent is None else intent[1],
     )
-    items = feed_entries(item_ids, scores, fresh)
+    items = feed_entries(item_ids, scores, fresh, because)
     recs = Recommendation(
         user_id=last.user_id,
         ts=last.ts,

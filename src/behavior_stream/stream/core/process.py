@@ -19,13 +19,16 @@ from behavior_stream.schema.events import TYPE_INDEX, Event, EventType, Invalid,
 from behavior_stream.schema.sessions import session_boundary, session_key
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.experiment import Variant, variant_of
+from behavior_stream.stream.core.explain import explain
 from behavior_stream.stream.core.fresh_items import (
     FreshItems,
     excluded_fresh,
     previous_visit,
 )
+from behavior_stream.stream.core.intent import purchase_intents
 from behavior_stream.stream.core.outputs import ExcludePolicy, dlq_message, excluded_items, user_messages
 from behavior_stream.stream.core.records import BatchResult, BatchStats, InputRecord, OutMessage
+from behavior_stream.stream.core.scenarios import ScenarioOptions, scenario_outputs
 from behavior_stream.stream.core.state import UserState, decode_state, encode_state, user_key
 from behavior_stream.stream.core.trending import TrendingWindow
 
@@ -71,6 +74,9 @@ class StreamContext:
     # core's default is off so direct callers keep model-only feeds; the worker's setting is 2.
     fresh_slots: int = 0
     fresh: FreshItems = field(default_factory=FreshItems)
+    # Search/cart records and explanations (scenarios.py); off for direct callers of the core,
+    # like fresh_slots: the worker's settings turn the records on.
+    scenarios: ScenarioOptions = field(default_factory=lambda: ScenarioOptions(search=False, cart=False))
 
     def engine_for(self, user_id: str) -> tuple[Variant, ModelEngine]:
         """The variant serving a user and its model."""
@@ -249,8 +255,10 @@ def _step_and_emit(
     feeds = engine.recommend(user_states, excluded, ctx.top_k, ctx.trending)
     stats.step_seconds += t1 - t0
     stats.score_seconds += time.perf_counter() - t1
+    intents = purchase_intents(engine, user_states)
+    stats.intents.extend(p for p, _ in intents)
     topics = (ctx.representations_topic, ctx.recommendations_topic)
-    for user, (items, scores, vector) in zip(users, feeds, strict=True):
+    for user, (items, scores, vector), intent in zip(users, feeds, intents, strict=True):
         last = pending[user][-1]
         skip = excluded_fresh(ctx.exclude, pending[user]) if ctx.fresh_slots else set()
         items, scores, fresh = ctx.fresh.place(
@@ -264,10 +272,21 @@ def _step_and_emit(
         )
         ctx.feeds[user] = ServedFeed(engine.tag, items, last.ts)
         item_ids = engine.vocab.lookup(items)
-        result.messages.extend(
-            user_messages(
-                topics, states[user], last, engine.version, variant, item_ids, scores, vector, fresh
-            )
+        because = explain(engine, states[user], items) if ctx.scenarios.explain else None
+        feed = (item_ids, scores, vector, fresh, intent, because)
+        out = user_messages(topics, states[user], last, engine.version, variant, *feed)
+        result.messages.extend(out)
+    result.messages.extend(
+        scenario_outputs(
+            engine,
+            variant,
+            user_states,
+            [pending[u] for u in users],
+            excluded,
+            ctx.top_k,
+            ctx.recommendations_topic,
+            ctx.scenarios,
         )
+    )
     stats.recommendations += len(users)
     stats.recommendations_by_variant[variant] += len(users)

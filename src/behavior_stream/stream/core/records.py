@@ -52,6 +52,7 @@ class BatchStats:
     step_seconds: float = 0.0
     score_seconds: float = 0.0
     received: list[float] = field(default_factory=list)  # receive times of records that produced output
+    intents: list[float] = field(default_factory=list)  # purchase probabilities served (intent.py)
 
 
 @dataclass

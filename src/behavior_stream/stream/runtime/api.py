@@ -18,10 +18,21 @@ from faust.web import Request, Response, View
 from pydantic import SecretStr
 
 from behavior_stream.stream.commit.partitioning import partition_for
+from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.experiment import VARIANTS, Variant, summary
+from behavior_stream.stream.core.explain import explain
+from behavior_stream.stream.core.intent import purchase_intents
 from behavior_stream.stream.core.outputs import excluded_items, feed_entries
-from behavior_stream.stream.core.state import decode_state, session_label, user_key
+from behavior_stream.stream.core.scenarios import cart_feeds
+from behavior_stream.stream.core.state import UserState, decode_state, session_label, user_key
 from behavior_stream.stream.runtime.control import new_command
+from behavior_stream.stream.runtime.requests import (
+    BadRequest,
+    FeedScenario,
+    query_bool,
+    query_k,
+    query_scenario,
+)
 from behavior_stream.stream.runtime.runtime import Runtime
 from behavior_stream.stream.runtime.settings import Settings
 
@@ -29,26 +40,40 @@ log = logging.getLogger(__name__)
 audit = logging.getLogger("behavior_stream.audit")
 
 
-def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
-    """The user's current state as served by the API: feed, vector, session; None if unknown."""
+def load_user(rt: Runtime, user_id: str) -> tuple[Variant, ModelEngine, UserState] | None:
+    """The user's serving variant, model and current state (adopted by that model); None if unknown."""
     raw = rt.store.get(user_key(user_id))
     if raw is None:
         return None
     variant, engine = rt.ctx.engine_for(user_id)
     st = decode_state(raw)
     engine.adopt(st)
+    return variant, engine, st
+
+
+def user_view(
+    rt: Runtime, user_id: str, k: int | None = None, scenario: FeedScenario = "next", explained: bool = False
+) -> dict[str, Any] | None:
+    """The user's current state as served by the API: feed (the next-item feed, or the cart
+    feed), vector, session, purchase intent; None if unknown. `k` defaults to `top_k`."""
+    found = load_user(rt, user_id)
+    if found is None:
+        return None
+    variant, engine, st = found
+    k = rt.settings.top_k if k is None else k
     excluded = excluded_items(rt.settings.exclude, st)  # the same feed policy the stream applies
-    [(items, scores, vector)] = engine.recommend([st], [excluded], rt.settings.top_k, rt.ctx.trending)
-    # Fresh items as the stream adds them; no batch here, so the policy sees no fresh-item events.
-    items, scores, fresh = rt.ctx.fresh.place(
-        engine.vocab,
-        st.history,
-        set(),
-        rt.ctx.fresh_slots,
-        rt.ctx.trending,
-        (items, scores),
-        rt.settings.top_k,
-    )
+    [(items, scores, vector)] = engine.recommend([st], [excluded], k, rt.ctx.trending)
+    fresh: list[tuple[str, float]] = []
+    if scenario == "cart":
+        [(items, scores)] = cart_feeds(engine, [st], [excluded], k, rt.ctx.scenarios.cart_blend)
+    else:
+        # Fresh items as the stream adds them; no batch here, so the policy sees no fresh-item events.
+        items, scores, fresh = rt.ctx.fresh.place(
+            engine.vocab, st.history, set(), rt.ctx.fresh_slots, rt.ctx.trending, (items, scores), k
+        )
+    [intent] = purchase_intents(engine, [st])
+    rt.metrics.purchase_probability.observe(intent.probability)
+    because = explain(engine, st, items) if explained else None
     return {
         "user_id": user_id,
         "ts": st.last_ts,
@@ -58,7 +83,10 @@ def user_view(rt: Runtime, user_id: str) -> dict[str, Any] | None:
         "model_version": engine.version,
         "variant": variant,
         "vector": vector.tolist(),
-        "items": feed_entries(engine.vocab.lookup(items), scores, fresh),
+        "purchase_probability": intent.probability,
+        "purchase_calibration": intent.calibration,
+        "scenario": scenario,
+        "items": feed_entries(engine.vocab.lookup(items), scores, fresh, because),
     }
 
 
@@ -151,27 +179,35 @@ def register(rt: Runtime) -> None:
 
     def user_lookup(view: View, request: Request, user_id: str, what: str, keys: tuple[str, ...]) -> Response:
         """`keys` of the user's current view, answered where the user lives (Faust forwards the
-        request with its headers, so the token is checked there); 401 or 404 otherwise."""
+        request with its headers, so the token is checked there); 401, 400 or 404 otherwise.
+        Recommendations take `?k=`, `?scenario=next|cart` and `?explain=true`."""
         refused = check_token(rt, request, f"GET /users/{user_id}/{what}", read=True)
         if refused is not None:
             return view.error(401, refused)
-        found = user_view(rt, user_id)
+        try:
+            k = query_k(request.query, rt.settings.top_k) if what == "recommendations" else None
+            scenario = query_scenario(request.query) if what == "recommendations" else "next"
+            explained = query_bool(request.query, "explain") if what == "recommendations" else False
+        except BadRequest as exc:
+            return view.error(400, exc.message, field=exc.field)
+        found = user_view(rt, user_id, k, scenario, explained)
         if found is None:
-            return view.error(404, f"unknown user {user_id!r}")
+            return view.error(404, f"unknown user {user_id!r}", user_id=user_id)
         return view.json({k: found[k] for k in keys})
 
     @app.page("/users/{user_id}/recommendations")
     class Recommendations(View):
         @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
-            keys = ("user_id", "ts", "model_version", "variant", "items")
+            keys = ("user_id", "ts", "model_version", "variant", "scenario", "items")
             return user_lookup(self, request, user_id, "recommendations", keys)
 
     @app.page("/users/{user_id}/representation")
     class Representation(View):
         @app.table_route(table=table, match_info="user_id")  # type: ignore[arg-type]
         async def get(self, request: Request, user_id: str) -> Response:
-            keys = ("user_id", "ts", "session_id", "vector", "model_version", "variant", "events_seen")
+            keys = ("user_id", "ts", "session_id", "vector", "model_version", "variant", "events_seen",
+                    "purchase_probability", "purchase_calibration")  # fmt: skip
             return user_lookup(self, request, user_id, "representation", keys)
 
     @app.page("/users/{user_id}")
