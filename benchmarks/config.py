@@ -11,12 +11,12 @@ from behavior_stream.nn.config import Cell
 
 # In run order: the target ratios' figures first, the optional extras last (see `BenchConfig`).
 Phase = Literal[
-    "ceiling", "faust", "naive", "quix", "worker", "latency",
-    "scale", "state", "rss", "profile", "training", "core", "hostile", "recovery",
+    "ceiling", "faust", "naive", "quix", "worker", "core", "latency",
+    "scale", "state", "rss", "profile", "training", "hostile", "recovery", "endpoints",
 ]  # fmt: skip
 PHASES: tuple[Phase, ...] = get_args(Phase)
 BROKER_PHASES = frozenset(
-    {"ceiling", "faust", "naive", "quix", "worker", "latency", "scale", "rss", "recovery"}
+    {"ceiling", "faust", "naive", "quix", "worker", "latency", "scale", "rss", "recovery", "endpoints"}
 )
 Catalog = Literal["small", "large"]
 # Phases that start after this many seconds are skipped: `make bench` must end within 10 minutes.
@@ -79,7 +79,7 @@ class BenchConfig:
     slow_cap_s: float = 10.0  # window of the naive design and the Quix peer: slow or steady
     core_cap_s: float = 10.0
     start_cap_s: float = 120.0  # longest wait for a process to start consuming (HNSW build included)
-    latency_loads: tuple[float, ...] = (0.25, 0.5, 0.9)
+    latency_loads: tuple[float, ...] = (0.1, 0.25, 0.5, 0.9)
     latency_s: float = 15.0
     memory_users: int = 50_000  # new users for the RSS phase; the figure is scaled to 100k
     train_epochs: int = 2

@@ -1,9 +1,12 @@
-"""Consume-to-emit latency of the worker at fractions of its measured throughput.
+"""Latency of the worker at fractions of its measured throughput: end to end, and its own histogram.
 
-One fresh worker on a fresh topic; after a warm-up, each offered load is replayed with
-`Pace(rate=...)` for a bounded time, and its p50/p95/p99 come from the difference of the
-worker's `behavior_stream_processing_latency_seconds` histogram before and after that load.
-Each load sends new users (relabelled events), so nothing is dropped as a duplicate.
+One fresh worker on a fresh topic; after a warm-up, each offered load sends new users
+(relabelled events, so nothing is dropped as a duplicate) for a bounded time. The headline is
+end to end, measured outside the worker (benchmarks/e2e.py): from the producer's send of an
+event to its output record being readable by a consumer, exact quantiles over every event.
+Beside it, the same load's quantiles of the worker's operational histogram
+`behavior_stream_processing_latency_seconds` (fetched to outputs acknowledged, the wait before
+processing included), from the difference of two scrapes.
 """
 
 from __future__ import annotations
@@ -15,33 +18,42 @@ from dataclasses import dataclass
 
 from behavior_stream.stream.runtime.kafka import ensure_topics
 from behavior_stream.testing.promtext import histogram_quantile
-from behavior_stream.testing.replay import Pace, replay_events
 from behavior_stream.testing.workerproc import WorkerProcess
 from benchmarks.config import RunSpec
+from benchmarks.e2e import QUANTILES, Latencies, measure_load
 from benchmarks.worker_runs import wait_applied, warm_up
 from benchmarks.workload import Workload, cycled, drop_topics
 
 log = logging.getLogger(__name__)
 
 LATENCY_METRIC = "behavior_stream_processing_latency_seconds"
-QUANTILES = (0.5, 0.95, 0.99)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2) if not math.isnan(seconds) else math.nan
 
 
 @dataclass(frozen=True)
 class LoadResult:
-    """Latency quantiles (seconds) at one offered load."""
+    """End-to-end latencies and the worker's histogram quantiles (seconds) at one offered load."""
 
     fraction: float  # of the worker's measured throughput
-    offered: float  # events/s the replay actually sent
-    events: int
-    quantiles: dict[float, float]
+    offered: float  # events/s the producer actually sent
+    e2e: Latencies
+    worker: dict[float, float]
 
     def figures(self) -> dict[str, float]:
         """Flat figures for the JSON line, milliseconds for the quantiles."""
         tag = f"latency.{round(self.fraction * 100)}pct"
-        out = {f"{tag}.offered_per_s": round(self.offered, 1), f"{tag}.events": float(self.events)}
-        for q, v in self.quantiles.items():
-            out[f"{tag}.p{round(q * 100)}_ms"] = round(v * 1000, 2) if not math.isnan(v) else math.nan
+        out = {
+            f"{tag}.offered_per_s": round(self.offered, 1),
+            f"{tag}.events": float(self.e2e.sent),
+            f"{tag}.unmatched": float(self.e2e.unmatched),
+            f"{tag}.max_ms": _ms(float(self.e2e.samples.max()) if len(self.e2e.samples) else math.nan),
+        }
+        for q in QUANTILES:
+            out[f"{tag}.p{round(q * 100)}_ms"] = _ms(self.e2e.quantile(q))
+            out[f"{tag}.worker_p{round(q * 100)}_ms"] = _ms(self.worker[q])
         return out
 
 
@@ -52,7 +64,7 @@ def histogram_delta(after: dict[str, float], before: dict[str, float], name: str
 
 
 def measure_latency(workload: Workload, spec: RunSpec, throughput: float) -> list[LoadResult]:
-    """p50/p95/p99 at each configured fraction of `throughput` (events/s)."""
+    """End-to-end and worker-histogram p50/p95/p99 at each configured fraction of `throughput`."""
     cfg = workload.config
     name = f"latency-{spec.name(cfg)}"
     topic = f"in-{name}-{workload.tag}"
@@ -67,19 +79,23 @@ def measure_latency(workload: Workload, spec: RunSpec, throughput: float) -> lis
             rate = max(1.0, fraction * throughput)
             events = cycled(workload.events, max(100, int(rate * cfg.latency_s)), f"load{i}")
             before = worker.metrics()
-            summary = asyncio.run(replay_events(settings, events, topic, Pace(rate=rate)))
-            sent += summary.sent
-            wait_applied([worker], sent, cfg.run_cap_s)
-            after = worker.metrics()
-            delta = histogram_delta(after, before, LATENCY_METRIC)
-            quantiles = {q: histogram_quantile(delta, LATENCY_METRIC, q) for q in QUANTILES}
-            results.append(LoadResult(fraction, summary.rate, summary.sent, quantiles))
+            e2e = asyncio.run(measure_load(settings, topic, events, rate))
+            sent += e2e.sent
+            wait_applied([worker], sent, cfg.start_cap_s)  # a load near capacity may leave a backlog
+            delta = histogram_delta(worker.metrics(), before, LATENCY_METRIC)
+            hist = {q: histogram_quantile(delta, LATENCY_METRIC, q) for q in QUANTILES}
+            offered = e2e.sent / e2e.send_seconds if e2e.send_seconds > 0 else math.nan
+            results.append(LoadResult(fraction, offered, e2e, hist))
             log.info(
-                "latency at %.0f%% load (%.0f ev/s offered): p50 %.1f ms, p99 %.1f ms",
+                "latency at %.0f%% load (%.0f ev/s offered): end to end p50 %.1f ms, p99 %.1f ms "
+                "(%d unmatched); worker histogram p50 %.1f ms, p99 %.1f ms",
                 fraction * 100,
-                summary.rate,
-                quantiles[0.5] * 1000,
-                quantiles[0.99] * 1000,
+                offered,
+                e2e.quantile(0.5) * 1000,
+                e2e.quantile(0.99) * 1000,
+                e2e.unmatched,
+                hist[0.5] * 1000,
+                hist[0.99] * 1000,
             )
     finally:
         worker.stop()

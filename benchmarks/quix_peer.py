@@ -1,9 +1,13 @@
-"""The Quix Streams peer, in its own process: per event, validate, update the user's state, emit.
+"""The Quix Streams peers, in their own process, in one of two modes (`BENCH_QUIX_MODE`):
 
-It keeps the worker's per-user state (the same `UserState` codec bytes, hidden size 64) in
-Quix's RocksDB state store, read-modify-written once per event, and produces one
-representation-sized output per event. It runs no model: (4)/(3b) compares the worker's whole
-job with another framework's cost of consuming, keeping state and producing.
+- `state` (no model): per event, validate, update the user's state, emit. It keeps the worker's
+  per-user state (the same `UserState` codec bytes, hidden size 64) in Quix's RocksDB state
+  store, read-modify-written once per event, and produces one representation-sized output per
+  event: another framework's cost of consuming, keeping state and producing.
+- `whole` (the whole job per event, no micro-batching): per event, the processing core itself
+  (`process_batch` on a batch of one record, the worker's model and catalog: validation,
+  admission, one model step, one top-K scoring) over the user's state in Quix's store, and both
+  output records. Against the worker it measures what micro-batching is worth.
 
 Run as `python -m benchmarks.quix_peer` with BEHAVIOR_STREAM_* settings and BENCH_* variables
 (needs the `bench` extra: `pip install -e '.[bench]'`).
@@ -13,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import orjson
@@ -27,16 +33,44 @@ from behavior_stream.stream.runtime.kafka import ensure_topics
 from behavior_stream.stream.runtime.logs import configure_logging
 from behavior_stream.stream.runtime.settings import load_settings
 from benchmarks.child import Child, child_env
-from benchmarks.config import NO_SCORING
+from benchmarks.config import NO_SCORING, PRIMARY
 from benchmarks.rates import ProgressFile, Rate, read_progress, watch
 from benchmarks.workload import Workload, drop_topics
 
-PROGRESS_ENV, TARGET_ENV, OUTPUT_ENV, STATE_DIR_ENV = (
+PROGRESS_ENV, TARGET_ENV, OUTPUT_ENV, STATE_DIR_ENV, MODE_ENV = (
     "BENCH_PROGRESS",
     "BENCH_TARGET",
     "BENCH_OUTPUT",
     "BENCH_STATE",
+    "BENCH_QUIX_MODE",
 )
+QuixMode = Literal["state", "whole"]
+
+
+class QuixUserState(MutableMapping[bytes, bytes]):
+    """The core's store for one message: the user's encoded state in Quix's state store (the
+    core reads and writes only the current user's key)."""
+
+    def __init__(self) -> None:
+        self.state: Any = None  # Quix's state of the current message's key
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.state.get(key.decode("utf-8"))
+        if value is None:
+            raise KeyError(key)
+        return bytes(value)
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.state.set(key.decode("utf-8"), value)
+
+    def __delitem__(self, key: bytes) -> None:
+        self.state.delete(key.decode("utf-8"))
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())  # never iterated by the core
+
+    def __len__(self) -> int:
+        return 0
 
 
 def fresh_state(config: ModelConfig) -> UserState:
@@ -95,15 +129,47 @@ def main() -> None:
         out = {"user_id": ev.user_id, "ts": ev.ts, "events_seen": st.events_seen, "vector": st.hidden}
         return orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY)
 
-    sdf = app.dataframe(source).apply(update, stateful=True).filter(lambda v: v is not None)
+    mode = cast(QuixMode, os.environ.get(MODE_ENV, "state"))
+    if mode == "whole":
+        sdf = app.dataframe(source).apply(
+            _whole_job(settings, progress), stateful=True, metadata=True, expand=True
+        )
+    else:
+        sdf = app.dataframe(source).apply(update, stateful=True).filter(lambda v: v is not None)
     sdf.to_topic(sink)
     app.run()
 
 
-def measure_quix(workload: Workload) -> Rate:
-    """Events/s of the Quix peer over the shared topic, over a capped window."""
+def _whole_job(settings: Any, progress: ProgressFile) -> Any:
+    """The per-event callback of the `whole` mode: the core on one record, both outputs out."""
+    import torch
+    from quixstreams import message_context
+
+    from behavior_stream.stream.core.engine import ModelEngine
+    from behavior_stream.stream.core.process import StreamContext, process_batch
+    from behavior_stream.stream.core.records import InputRecord
+
+    torch.set_num_threads(settings.torch_threads)
+    engine = ModelEngine.from_checkpoint(settings.checkpoint, settings.ann_threshold)
+    store = QuixUserState()
+    ctx = StreamContext(engine, store, settings.input_topic, "by-user", "reps", "recs", "dlq")
+
+    def job(value: bytes, key: bytes, timestamp: int, headers: Any, state: Any) -> list[bytes]:
+        store.state = state
+        mc = message_context()
+        record = InputRecord(mc.topic, mc.partition, mc.offset, key, value, time.time())
+        result = process_batch([record], ctx)
+        progress.add()
+        return [m.value for m in result.messages]
+
+    return job
+
+
+def measure_quix(workload: Workload, mode: QuixMode = "state") -> Rate:
+    """Events/s of a Quix peer over the shared topic, over a capped window."""
     cfg = workload.config
-    settings = workload.settings("quix", NO_SCORING)
+    # The whole job runs the worker's primary model (HNSW over the large catalog).
+    settings = workload.settings(f"quix-{mode}", PRIMARY if mode == "whole" else NO_SCORING)
     progress = cfg.workdir / "progress" / f"{settings.app_id}.json"
     progress.parent.mkdir(parents=True, exist_ok=True)
     progress.unlink(missing_ok=True)
@@ -114,6 +180,7 @@ def measure_quix(workload: Workload) -> Rate:
         TARGET_ENV: str(len(workload.records)),
         OUTPUT_ENV: output,
         STATE_DIR_ENV: str(cfg.workdir / "quix-state" / settings.app_id),
+        MODE_ENV: mode,
     }
     try:
         with Child(

@@ -1,10 +1,12 @@
 """Crash recovery on the real broker: SIGKILL the worker three times mid-replay; states stay exact.
 
-The mechanism (README, "Exactly-once state"): outputs, then state records, then a one-record
-fence per changelog partition (carrying the input watermark) are sent before a batch's input
-offsets are acknowledged; every user state carries the last input offset applied, so a
-redelivered record is skipped; the store never applies a changelog record older than what it
-reflects. Run on both stores: memory (each restart re-reads the whole changelog) and RocksDB
+The mechanism (README, "Exactly-once state" and "The overlapped flush"): a batch's outputs are
+acknowledged before its state records and a one-record fence per changelog partition (carrying
+the input watermark) are sent, and its input offsets become committable only once all are
+acknowledged, while the next batch is computed; every user state carries the last input
+offset applied, so a redelivered record is skipped; the store never applies a changelog
+record older than what it reflects. (A crash at chosen points of one flush:
+test_partial_flush.py.) Run on both stores: memory (each restart re-reads the whole changelog) and RocksDB
 (each restart reads it from the offset persisted with the local data, after a SIGKILL too).
 """
 

@@ -39,6 +39,20 @@ async def send_batched(
     their order; the partly filled batches follow in order of first use. `max_request_size`
     must be the producer's: a record larger than that raises ValueError before it is sent.
     """
+    await issue_batched(producer, records, max_request_size)
+
+
+async def issue_batched(
+    producer: AIOKafkaProducer,
+    records: Iterable[Record],
+    max_request_size: int = BATCH_LIMITS["max_request_size"],
+) -> asyncio.Future[Any]:
+    """Hand records to the producer in per-partition batches (as `send_batched`) and return one
+    future for all their acknowledgements, without waiting for them.
+
+    Once this returns, every batch is queued in the producer, which keeps one request in flight
+    per partition: a later call's records land after these in each partition they share.
+    """
     batches: dict[tuple[str, int], Any] = {}
     futures = []
     for topic, partition, key, value in records:
@@ -50,8 +64,7 @@ async def send_batched(
             batches[(topic, partition)] = batch
     for (topic, partition), batch in batches.items():
         futures.append(await producer.send_batch(batch, topic, partition=partition))
-    if futures:
-        await asyncio.gather(*futures)
+    return asyncio.gather(*futures)
 
 
 def _batch_of_one(
@@ -112,17 +125,25 @@ class BatchSender:
 
     async def send(self, records: Iterable[Record]) -> None:
         """Send (topic, partition, key, value) records and wait until all are acknowledged."""
-        await send_batched(self._producer, records)
+        await (await self.issue(records))
+
+    async def issue(self, records: Iterable[Record]) -> asyncio.Future[Any]:
+        """Queue records in the producer; the returned future resolves once all are acknowledged."""
+        return await issue_batched(self._producer, records)
 
     async def send_messages(self, messages: Iterable[OutMessage]) -> None:
         """Send output messages, partitioned by key where no partition is given."""
+        await (await self.issue_messages(messages))
+
+    async def issue_messages(self, messages: Iterable[OutMessage]) -> asyncio.Future[Any]:
+        """Queue output messages (partitioned by key where no partition is given), without waiting."""
         records = []
         for m in messages:
             part = m.partition
             if part is None:
                 part = partition_for(m.key, await self.partition_count(m.topic))
             records.append((m.topic, part, m.key, m.value))
-        await self.send(records)
+        return await self.issue(records)
 
     async def send_one(self, topic: str, partition: int, key: bytes, value: bytes | None) -> int:
         """Send a single record alone in its batch, wait for it and return its offset.
@@ -130,5 +151,17 @@ class BatchSender:
         Used as a fence after a burst: Tansu reports a partition's end offset as the base offset
         of its last record batch + 1, so a one-record batch makes the end offset exact again.
         """
-        meta = await (await self._producer.send(topic, value, key=key, partition=partition))
-        return int(meta.offset)
+        return await (await self.issue_one(topic, partition, key, value))
+
+    async def issue_one(
+        self, topic: str, partition: int, key: bytes, value: bytes | None
+    ) -> asyncio.Future[int]:
+        """Queue a single record alone in its own batch; the future resolves to its offset once
+        acknowledged. The batch is ours (`send_batch`), so no later `send()` can join it."""
+        batch = _batch_of_one(self._producer, topic, partition, key, value, BATCH_LIMITS["max_request_size"])
+        ack = await self._producer.send_batch(batch, topic, partition=partition)
+        return asyncio.ensure_future(_offset_of(ack))
+
+
+async def _offset_of(ack: Any) -> int:
+    return int((await ack).offset)

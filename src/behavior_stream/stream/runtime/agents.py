@@ -59,14 +59,19 @@ def register(rt: Runtime) -> None:
         settings.input_topic, settings.repartition_topic, key_type=bytes, value_type=bytes
     )
 
-    @app.agent(events_topic, name="process-events")
-    async def process_events(stream: Any) -> None:
+    # Subscribed through the Conductor as an agent's topic would be (so the group, its assignment
+    # and the table's co-partitioning are Faust's), but its records reach `process_events` as
+    # whole fetches through the consumer's hook (batch_delivery.py), not through a Stream.
+    app.topics.add(events_topic)
+
+    @app.task
+    async def process_events() -> None:
+        """The batch loop (Runtime.run_batches) over the input topics."""
         await rt.committer.start()
         # The serving decision (reloads, promotion) folded from the control topic comes first, so
         # a restarted or new worker never serves its first event from a stale model or split.
         await rt.control.ready()
-        async for events in stream.take_events(settings.max_batch, within=settings.batch_ms / 1000):
-            await rt.handle(events)
+        await rt.run_batches()
 
     @app.task
     async def control() -> None:
@@ -131,6 +136,7 @@ def register(rt: Runtime) -> None:
     async def restore_trending() -> None:
         """After every table recovery (start, rebalance): the assigned partitions' windows."""
         rt.restore_trending({tp.partition for tp in app.consumer.assignment() if tp.topic in input_topics})
+        rt.metrics.users.set(rt.count_users())  # the one scan of the store, after its recovery
 
     @app.timer(settings.trending_persist_s)
     async def persist_trending() -> None:
@@ -149,14 +155,15 @@ def register(rt: Runtime) -> None:
 
     @app.timer(2.0)
     async def gauges() -> None:
-        """Users in state (also after recovery, before any new event) and consumer lag."""
-        rt.metrics.users.set(rt.store.user_count())
+        """Users in state and consumer lag; no scan of the store, no call to the consumer thread
+        (a tick must never hold a batch up)."""
+        rt.metrics.users.set(rt.user_count())
         consumer = app.consumer
+        processed = rt.feed.committable  # next offset to process, per input partition
         rt.metrics.lag.clear()  # partitions lost in a rebalance must not keep their last value
         for tp in consumer.assignment():
-            if tp.topic not in (settings.input_topic, settings.repartition_topic):
+            if tp.topic not in input_topics:
                 continue
-            position = await consumer.position(tp)
-            high = consumer.highwater(tp)
-            if position is not None and high is not None:
+            high, position = consumer.highwater(tp), processed.get(tp)
+            if high is not None and position is not None:
                 rt.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))

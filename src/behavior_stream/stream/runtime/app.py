@@ -1,28 +1,35 @@
 """The Faust app, in faust's usual order: app, topics, tables, then agents, timers and web views.
 
-State lives in the `user-state` table (memory or RocksDB store, changelog-backed). The processing core
-writes each touched user once per batch straight into the table's store; the `Runtime`
-(runtime.py) hands the batch to the `Committer`, which sends outputs, then state, then a fence
-per partition. Why that order makes state exactly-once, and where each guarantee lives, is
-explained at the top of stream/commit/checkpoint.py.
+State lives in the `user-state` table (memory or RocksDB store, changelog-backed). The input
+topics reach the processing core as whole fetches (batch_delivery.py: Faust's consumer with one
+hook, everything else Faust as usual). The core writes each touched user once per batch into
+the Committer's view of the table's store; the `Runtime` (runtime.py) hands the batch to the
+`Committer`, which sends outputs, then state and a fence per partition, overlapping the next
+batch. Why that order makes state exactly-once, and where each guarantee lives, is explained
+at the top of stream/commit/checkpoint.py.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
 import faust
 from faust.types import TP
 
-from behavior_stream.stream.commit.checkpoint import Committer
+from behavior_stream.stream.commit.checkpoint import Committer, FlushPoint
 from behavior_stream.stream.commit.sender import BatchSender
 from behavior_stream.stream.commit.store import TableStore, store_url
 from behavior_stream.stream.commit.watermarks import GapReader
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.fresh_items import FreshItems
 from behavior_stream.stream.core.process import StreamContext
+from behavior_stream.stream.core.scenarios import ScenarioOptions
 from behavior_stream.stream.core.trending import TrendingWindow
-from behavior_stream.stream.runtime import agents, api
+from behavior_stream.stream.runtime import agents, api, scenario_views
+from behavior_stream.stream.runtime.batch_delivery import BatchFeed, install
 from behavior_stream.stream.runtime.control import ControlPlane
 from behavior_stream.stream.runtime.kafka import client_options
 from behavior_stream.stream.runtime.prometheus import StreamMetrics
@@ -30,6 +37,9 @@ from behavior_stream.stream.runtime.runtime import Runtime
 from behavior_stream.stream.runtime.settings import Settings
 
 STATE_TABLE = "user-state"
+CRASH_EXIT_CODE = 70  # the test fault's exit status (`crash_at`)
+
+log = logging.getLogger(__name__)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -79,6 +89,13 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         web_host=settings.web_advertised_host or settings.web_host,
         web_port=settings.web_port,
     )
+    feed = BatchFeed(
+        frozenset({settings.input_topic, settings.repartition_topic}),
+        settings.max_batch,
+        settings.fetch_buffer,
+        settings.fetch_wait_ms,
+    )
+    install(app, feed)  # before the first topic: that one creates the transport
     table = app.Table(
         STATE_TABLE,
         partitions=settings.partitions,
@@ -88,9 +105,16 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         help="Per-user stream state (behavior_stream.stream.core.state codec)",
     )
     store = TableStore(table)
+    committer = Committer(
+        BatchSender(**client_options(settings)),
+        store,
+        table.changelog_topic.get_topic_name(),
+        depth=settings.flush_depth,
+        checkpoint=crash_hook(settings.crash_at, settings.crash_after_batches),
+    )
     ctx = StreamContext(
         engine=engine,
-        store=store,  # type: ignore[arg-type]
+        store=committer.view,
         input_topic=settings.input_topic,
         repartition_topic=settings.repartition_topic,
         representations_topic=settings.representations_topic,
@@ -106,6 +130,12 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         fresh_slots=settings.fresh_slots,
         fresh=FreshItems(half_life_ms=settings.fresh_half_life_s * 1000),
         split=settings.ab_split if treatment is not None else 0.0,
+        scenarios=ScenarioOptions(
+            search="search" in settings.scenario_records,
+            cart="cart" in settings.scenario_records,
+            explain=settings.explain_records,
+            cart_blend=settings.cart_blend,
+        ),
     )
     if treatment is not None:
         engine.share_vocabularies(treatment)
@@ -119,15 +149,35 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         store=store,
         ctx=ctx,
         metrics=metrics,
-        committer=Committer(
-            BatchSender(**client_options(settings)), store, table.changelog_topic.get_topic_name()
-        ),
+        committer=committer,
         gap_reader=GapReader(client_options(settings)),
         control=ControlPlane(settings),
+        feed=feed,
     )
     agents.register(rt)
     api.register(rt)
+    scenario_views.register(rt)
     return rt
+
+
+def crash_hook(point: FlushPoint | None, after: int) -> Callable[[FlushPoint], None] | None:
+    """The `crash_at` test fault: exit without any cleanup, as a SIGKILL would, the (after+1)-th
+    time a flush reaches `point`; None (no hook) unless configured."""
+    if point is None:
+        return None
+    seen = 0
+
+    def hook(reached: FlushPoint) -> None:
+        nonlocal seen
+        if reached != point:
+            return
+        seen += 1
+        if seen > after:
+            log.error("test fault: exiting at %s of flush %d", point, seen)
+            logging.shutdown()
+            os._exit(CRASH_EXIT_CODE)
+
+    return hook
 
 
 def assigned_partitions(app: faust.App, topic: str) -> list[TP]:

@@ -21,6 +21,7 @@ from behavior_stream.stream.core.records import BatchStats
 ONLINE_KS = (5, 10, 20)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
 SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PROBABILITY_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
 class RecoveryCollector(Collector):
@@ -61,6 +62,12 @@ class StreamMetrics:
         self.rerouted = Counter(
             "behavior_stream_rerouted_events", "Records not keyed by user, re-partitioned", registry=r
         )
+        self.purchase_probability = Histogram(
+            "behavior_stream_purchase_probability",
+            "Purchase probabilities served (stream records and API lookups)",
+            buckets=PROBABILITY_BUCKETS,
+            registry=r,
+        )
         self.batch_size = Histogram(
             "behavior_stream_batch_size", "Records per micro-batch", buckets=BATCH_BUCKETS, registry=r
         )
@@ -78,7 +85,8 @@ class StreamMetrics:
         )
         self.latency = Histogram(
             "behavior_stream_processing_latency_seconds",
-            "Consume-to-emit latency per output",
+            "Fetch-to-emit latency per output: from the fetch to the outputs' acknowledgement, "
+            "the wait before processing included",
             buckets=SECONDS_BUCKETS,
             registry=r,
         )
@@ -136,7 +144,7 @@ class StreamMetrics:
         self.model_reloads = Counter("behavior_stream_model_reloads", "Hot model reloads", registry=r)
         self.lag = Gauge(
             "behavior_stream_consumer_lag",
-            "Records behind the partition end",
+            "Records behind the partition end (its end offset minus the next offset to process)",
             ["topic", "partition"],
             registry=r,
         )
@@ -167,6 +175,8 @@ class StreamMetrics:
         self.rerouted.inc(stats.rerouted)
         self.recommendations.inc(stats.recommendations)
         self.batch_size.observe(stats.records)
+        for p in stats.intents:
+            self.purchase_probability.observe(p)
         if stats.steps:
             self.step_seconds.observe(stats.step_seconds)
             self.score_seconds.observe(stats.score_seconds)

@@ -2,8 +2,9 @@
 
 `Runtime.handle` is one micro-batch end to end: gap repair, the processing core, then the
 `Committer`, which writes outputs, state and fences in the exactly-once order (see
-stream/commit/checkpoint.py). Deletions and evictions go through the same lock and the same
-committer, so a tombstone never races a state write.
+stream/commit/checkpoint.py) while the next batch is computed. Batches come whole from the
+consumer (batch_delivery.py). Deletions and evictions go through the same lock and the same
+committer, after its writes in flight, so a tombstone never races a state write.
 """
 
 from __future__ import annotations
@@ -21,24 +22,14 @@ from behavior_stream.stream.commit.store import TableStore
 from behavior_stream.stream.commit.watermarks import GapReader, repair_gaps
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.process import StreamContext, process_batch
-from behavior_stream.stream.core.records import BatchResult, InputRecord
 from behavior_stream.stream.core.state import USER_KEY_PREFIX, last_event_ts, user_key, user_of_key
 from behavior_stream.stream.core.trending import trending_key
+from behavior_stream.stream.runtime.batch_delivery import BatchFeed, InputBatch
 from behavior_stream.stream.runtime.control import ControlPlane
 from behavior_stream.stream.runtime.prometheus import StreamMetrics
 from behavior_stream.stream.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def records_from_events(events: list[Any]) -> list[InputRecord]:
-    """Faust events -> plain records for the core (raw bytes; no Faust codecs)."""
-    now = time.time()
-    out = []
-    for ev in events:
-        m = ev.message
-        out.append(InputRecord(m.topic, m.partition, m.offset, m.key, m.value, now))
-    return out
 
 
 @dataclass
@@ -54,26 +45,77 @@ class Runtime:
     committer: Committer
     gap_reader: GapReader
     control: ControlPlane  # commands every worker applies; every worker's A/B figures
+    feed: BatchFeed  # the input topics' records, whole fetches at a time
     reload_mtimes: dict[str, float] = field(default_factory=dict)
     # Serializes batches, deletions and evictions, so a tombstone never races a state write.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started_at: float = field(default_factory=time.time)
+    _crash: asyncio.Future[Any] | None = None  # the app's crash, once a batch failed
+    # The users gauge without a scan per tick: counted at each recovery, eviction and
+    # deletion, plus the users the core created since (StagedStore.created).
+    _users_counted: int = 0
+    _created_then: int = 0
+
+    def count_users(self) -> int:
+        """Count the users held (a scan of the store: after a recovery or an eviction only)."""
+        self._users_counted = self.store.user_count()
+        self._created_then = self.committer.view.created
+        return self._users_counted
+
+    def user_count(self) -> int:
+        """Users held, without scanning the store."""
+        return self._users_counted + self.committer.view.created - self._created_then
 
     @property
     def engine(self) -> ModelEngine:
         """The control model (variant A)."""
         return self.ctx.engine
 
-    async def handle(self, events: list[Any]) -> BatchResult:
-        """Process one micro-batch end to end: gap repair, core, then outputs, state and fences."""
+    async def run_batches(self) -> None:
+        """The batch loop: every batch the feed delivers, until it closes. A failure stops the
+        worker (memory is then ahead of what was written; only a restart recovers)."""
+        try:
+            while True:
+                # Room first: a batch waits in the feed (growing) rather than computed and idle.
+                await self.committer.room()
+                batch = await self.feed.take()
+                if batch is None:
+                    break
+                await self.handle(batch)
+        except Exception as exc:
+            self.fail(exc)
+            raise
+
+    async def handle(self, batch: InputBatch) -> asyncio.Future[Any]:
+        """Process one micro-batch: gap repair and the core, then submit its outputs, state and
+        fences; returns the flush, which completes (and makes the batch's offsets committable)
+        once all are acknowledged, while the next batch is already being computed."""
+
+        def written(outputs_acked_at: float) -> None:
+            self.feed.written(batch)
+            if gap_records:
+                self.metrics.gap_records.inc(gap_records)
+            self.metrics.observe(result.stats, outputs_acked_at)
+
         async with self.lock:
-            records, gap_records = await repair_gaps(records_from_events(events), self.store, self.gap_reader)
+            view = self.committer.view
+            records, gap_records = await repair_gaps(batch.records, view, self.gap_reader)
             result = process_batch(records, self.ctx)
-            await self.committer.flush(result)
-        if gap_records:
-            self.metrics.gap_records.inc(gap_records)
-        self.metrics.observe(result.stats, time.time())
-        return result
+            flush = await self.committer.submit(result, written)
+        flush.add_done_callback(self._flushed)
+        return flush
+
+    def _flushed(self, flush: asyncio.Future[Any]) -> None:
+        if not flush.cancelled() and flush.exception() is not None:
+            self.fail(flush.exception())  # type: ignore[arg-type]
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop taking batches and crash the app (once)."""
+        if self.feed.abandoned:
+            return
+        self.feed.abandon()
+        log.error("batch processing failed, stopping the worker: %r", exc)
+        self._crash = asyncio.ensure_future(self.app.crash(exc))
 
     async def promote(self, variant: str) -> None:
         """Serve one variant to every user, without a restart: "B" moves everyone to the
@@ -100,12 +142,15 @@ class Runtime:
         async with self.lock:
             self.ctx.feeds.pop(user_id, None)
             await self.committer.erase_outputs(self.user_output_topics, [user_id.encode("utf-8")])
-            return await self.committer.erase(user_key(user_id), partition)
+            existed = await self.committer.erase(user_key(user_id), partition)
+            self._users_counted -= int(existed)
+            return existed
 
     async def evict_inactive(self, ttl_ms: int) -> int:
         """Evict users whose last event is more than `ttl_ms` behind the stream's event time."""
         await self.committer.start()
         async with self.lock:
+            await self.committer.drain()  # the table's store then holds every computed state
             horizon = self.ctx.stream_time - ttl_ms
             doomed = [
                 k
@@ -120,7 +165,7 @@ class Runtime:
             await self.committer.erase_all(doomed)
         if doomed:
             self.metrics.evicted.inc(len(doomed))
-            self.metrics.users.set(self.store.user_count())
+            self.metrics.users.set(self.count_users())
             log.info(
                 "evicted %d users inactive for more than %.0f s of event time", len(doomed), ttl_ms / 1000
             )
@@ -131,15 +176,16 @@ class Runtime:
         its reserved table key; how many were written. Between batches (under the lock), so a
         window never counts events whose user states are not yet in the changelog."""
         await self.committer.start()
-        async with self.lock:
+        async with self.lock:  # encoded between batches, written after them (submit_aside)
             dirty = self.ctx.trending.take_dirty()
-            try:
-                for partition in dirty:
-                    value = self.ctx.trending.encode(partition)
-                    await self.committer.write_aside(partition, trending_key(partition), value)
-            except BaseException:
-                self.ctx.trending.mark_dirty(dirty)  # written again by the next call
-                raise
+            writes = {p: (trending_key(p), self.ctx.trending.encode(p)) for p in dirty}
+            flush = self.committer.submit_aside(writes) if writes else None
+        try:
+            if flush is not None:
+                await flush  # outside the lock: batches go on meanwhile
+        except BaseException:
+            self.ctx.trending.mark_dirty(dirty)  # written again by the next call
+            raise
         if dirty:
             log.debug("trending windows of partitions %s persisted", dirty)
         return len(dirty)

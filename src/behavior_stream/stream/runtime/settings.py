@@ -58,8 +58,23 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         1, ge=1, description="Torch/faiss threads in the worker (1 is fastest on 2 cores)"
     )
-    max_batch: int = Field(1000, ge=1, description="Micro-batch size (stream.take)")
-    batch_ms: int = Field(50, ge=1, description="Micro-batch wait before processing a partial batch")
+    max_batch: int = Field(1000, ge=1, description="Most records per micro-batch (a larger fetch is split)")
+    batch_ms: int = Field(
+        50, ge=1, description="Micro-batch wait of take_events (the Faust baselines; the worker never waits)"
+    )
+    flush_depth: int = Field(
+        8, ge=1, description="Batches whose writes may be in flight at once (1: no overlap)"
+    )
+    fetch_buffer: int = Field(4000, ge=1, description="Input records fetched ahead of processing at most")
+    fetch_wait_ms: int = Field(
+        10, ge=1, description="Longest wait of an empty fetch (Tansu holds every fetch this long)"
+    )
+    # A fault for crash tests (tests/system/test_partial_flush.py): exit at once, as SIGKILL
+    # would, when a flush reaches this point for the (n+1)-th time.
+    crash_at: Literal["outputs_acked", "state_queued", "state_acked"] | None = Field(
+        None, description="Testing only: exit abruptly at this point of a batch's flush"
+    )
+    crash_after_batches: int = Field(0, ge=0, description="Testing only: flushes to let pass first")
     top_k: int = Field(20, ge=1, le=200, description="Recommendations per message")
     exclude: tuple[ExcludePolicy, ...] = Field(("purchased",), description="Items left out of feeds")
     ann_threshold: int = Field(
@@ -76,6 +91,15 @@ class Settings(BaseSettings):
     )
     trending_persist_s: float = Field(
         5.0, gt=0, description="How often changed trending windows are written to the state table"
+    )
+    scenario_records: tuple[Literal["search", "cart"], ...] = Field(
+        ("search", "cart"), description="Scenario feeds emitted beside the plain feed (scenarios.py)"
+    )
+    explain_records: bool = Field(
+        False, description="Explanations (`because`) on every item of the stream's feeds"
+    )
+    cart_blend: float = Field(
+        0.5, ge=0.0, le=1.0, description="Share of the bought-together table in cart feeds"
     )
     online_eval_model: bool = Field(
         False, description="Also rank every event's item from the state just before it (offline protocol)"
