@@ -35,6 +35,8 @@ class Target:
         return value >= self.limit if self.at_least else value <= self.limit
 
 
+ENDPOINTS = ("search", "search_rerank_100", "cart", "related", "related_user", "explain", "representation")
+
 TARGETS: tuple[Target, ...] = (
     Target(
         "worker / trivial Faust (large catalog, HNSW)", "ratio.worker_over_faust", ">= 0.5", 0.5, unit="x"
@@ -90,6 +92,11 @@ TARGETS: tuple[Target, ...] = (
         unit=" s",
     ),
     Target("restart, 1M users, memory store", "recovery.1m.memory_warm.s", "reported", unit=" s"),
+    # Issue 16: each scenario endpoint over HTTP at 100k items (benchmarks/endpoints.py).
+    *(
+        Target(f"endpoint p99, {name}, 100k items", f"endpoint.{name}.p99_ms", "<= 20 ms", 20.0, False, " ms")
+        for name in ENDPOINTS
+    ),
 )
 
 
