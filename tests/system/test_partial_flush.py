@@ -12,21 +12,17 @@ turn on the same input, then a last one catches up.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import orjson
 import pytest
 
 from behavior_stream.schema.events import Event
-from behavior_stream.stream.core.engine import ModelEngine
-from behavior_stream.stream.core.offline import replay_states, representations
 from behavior_stream.stream.runtime.app import CRASH_EXIT_CODE
 from behavior_stream.stream.runtime.kafka import ensure_topics
 from behavior_stream.testing.broker import EmbeddedBroker
 from behavior_stream.testing.replay import replay_events
-from tests.streamkit import WorkerProcess, latest_representations, read_topic, stream_settings, wait_until
+from tests.streamkit import WorkerProcess, stream_settings
+from tests.system.exactness import assert_caught_up_and_exact
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
 
@@ -56,32 +52,6 @@ def test_crashes_with_a_flush_partly_acknowledged_keep_states_exact(
     worker = WorkerProcess(settings, log).start()
     try:
         worker.wait_ready()
-        per_user = Counter(e.user_id for e in events)
-
-        def caught_up() -> bool:
-            last = latest_representations(settings)
-            return len(last) == len(per_user) and all(
-                r["events_seen"] >= per_user[u] for u, r in last.items()
-            )
-
-        wait_until(caught_up, 300, "the worker did not catch up", interval=2.0)
-        last = latest_representations(settings)
-        engine = ModelEngine.from_checkpoint(taobao_checkpoint)
-        expected = representations(replay_states(events, engine), engine)
-        assert set(last) == set(expected)
-        assert all(last[u]["events_seen"] == per_user[u] for u in expected), (
-            "an event was lost or applied twice"
-        )
-        worst = max(float(np.abs(np.asarray(last[u]["vector"]) - expected[u]).max()) for u in expected)
-        assert worst <= 1e-4, worst
-        # Each user's last event has its recommendation (one per user and batch, for its last
-        # event): no batch was applied without its outputs.
-        covered: dict[str, set[str]] = {}
-        for rec in read_topic(settings, settings.recommendations_topic):
-            msg = orjson.loads(rec.value)
-            covered.setdefault(msg["user_id"], set()).add(msg["event_id"])
-        final_event = {e.user_id: e.event_id for e in events}
-        missing = [u for u in expected if final_event[u] not in covered.get(u, set())]
-        assert not missing, f"{len(missing)} users' last events without a recommendation"
+        assert_caught_up_and_exact(settings, events, taobao_checkpoint, 300, 2.0)
     finally:
         worker.stop()

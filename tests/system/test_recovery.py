@@ -14,26 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter
 from pathlib import Path
 
-import numpy as np
-import orjson
 import pytest
 
 from behavior_stream.schema.events import Event
-from behavior_stream.stream.core.engine import ModelEngine
-from behavior_stream.stream.core.offline import replay_states, representations
 from behavior_stream.stream.runtime.kafka import ensure_topics
 from behavior_stream.testing.broker import EmbeddedBroker
 from behavior_stream.testing.replay import replay_events
 from tests.streamkit import (
     WorkerProcess,
-    latest_representations,
-    read_topic,
     stream_settings,
     wait_until,
 )
+from tests.system.exactness import assert_caught_up_and_exact
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(900)]
 
@@ -62,34 +56,6 @@ def test_sigkill_three_times_keeps_states_exact(
     worker = WorkerProcess(settings, log).start()
     try:
         worker.wait_ready()
-        per_user = Counter(e.user_id for e in events)
-
-        def final() -> dict[str, dict]:
-            return latest_representations(settings)
-
-        # Done when every user's latest output has seen at least all of their events (the
-        # recovered state alone, visible in the users gauge, says nothing about the backlog).
-        def caught_up() -> bool:
-            last = final()
-            return len(last) == len(per_user) and all(
-                r["events_seen"] >= per_user[u] for u, r in last.items()
-            )
-
-        wait_until(caught_up, 600, "the worker did not catch up", interval=3.0)
-        last = final()
-        covered: dict[str, set[str]] = {}
-        for rec in read_topic(settings, settings.recommendations_topic):
-            msg = orjson.loads(rec.value)
-            covered.setdefault(msg["user_id"], set()).add(msg["event_id"])
-        engine = ModelEngine.from_checkpoint(taobao_checkpoint)
-        expected = representations(replay_states(events, engine), engine)
-        assert set(last) == set(expected)
-        assert all(last[u]["events_seen"] == per_user[u] for u in expected), (
-            "an event was lost or applied twice"
-        )
-        worst = max(float(np.abs(np.asarray(last[u]["vector"]) - expected[u]).max()) for u in expected)
-        assert worst <= 1e-4, worst
-        final_event = {e.user_id: e.event_id for e in events}
-        assert all(final_event[u] in covered[u] for u in expected), "a user's last event has no output"
+        assert_caught_up_and_exact(settings, events, taobao_checkpoint, 600, 3.0)
     finally:
         worker.stop()
