@@ -4,8 +4,6 @@ sent to either worker is answered for the user's owner, with the same answer fro
 from __future__ import annotations
 
 import asyncio
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import orjson
@@ -27,13 +25,8 @@ USERS = [f"user-{n}" for n in range(24)]  # spread over the 4 partitions
 
 
 def post(worker: WorkerProcess, path: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(worker.url + path, data=orjson.dumps(body), method="POST")
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=20) as resp:
-            return resp.status, orjson.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, orjson.loads(err.read())
+    status, answer = worker.get(path, "POST", data=orjson.dumps(body), timeout=20)
+    return status, orjson.loads(answer)
 
 
 def test_either_worker_answers_for_every_user(broker: EmbeddedBroker, tmp_path: Path) -> None:

@@ -80,11 +80,20 @@ class WorkerProcess:
         """Base URL of the worker's HTTP API."""
         return f"http://{self.settings.web_host}:{self.settings.web_port}"
 
-    def get(self, path: str, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """HTTP request to the worker: (status, body); HTTP errors are returned, not raised."""
-        req = urllib.request.Request(self.url + path, method=method, headers=headers or {})
+    def get(
+        self,
+        path: str,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, bytes]:
+        """HTTP request to the worker: (status, body); HTTP errors are returned, not raised.
+        `data` is sent as a JSON body."""
+        headers = {**(headers or {}), **({"Content-Type": "application/json"} if data is not None else {})}
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()

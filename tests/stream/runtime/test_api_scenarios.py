@@ -7,8 +7,6 @@ on the recommendations topic, and input validation (404 / 400 with a JSON body n
 from __future__ import annotations
 
 import asyncio
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,13 +46,8 @@ class Served:
     def call(self, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
         data = raw if raw is not None else (orjson.dumps(body) if body is not None else None)
         method = "POST" if data is not None else "GET"
-        req = urllib.request.Request(self.worker.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=20) as resp:
-                return resp.status, orjson.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, orjson.loads(err.read())
+        status, answer = self.worker.get(path, method, data=data, timeout=20)
+        return status, orjson.loads(answer)
 
 
 @pytest.fixture(scope="module")
