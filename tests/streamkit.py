@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from behavior_stream.nn.checkpoint import save_checkpoint
 from behavior_stream.nn.config import ModelConfig
+from behavior_stream.nn.features import CategoryVocab
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.vocab import ItemVocab
 from behavior_stream.stream.runtime.kafka import client_options
@@ -94,11 +95,18 @@ def latest_representations(settings: Settings) -> dict[str, dict[str, Any]]:
     return last
 
 
-def make_checkpoint(path: Path, items: list[str], seed: int, cell: str = "gru") -> Path:
-    """An untrained model over `items` (random weights from `seed`): enough for stream mechanics."""
+def make_checkpoint(
+    path: Path, items: list[str], seed: int, cell: str = "gru", categories: dict[str, str] | None = None
+) -> Path:
+    """An untrained model over `items` (random weights from `seed`): enough for stream mechanics.
+    With `categories` (item -> category) the model reads them and scores with category output vectors."""
     torch.manual_seed(seed)
     vocab = ItemVocab(tuple(items), n_oov_buckets=64)
     config = ModelConfig(cell=cell, hidden_size=32, item_dim=32, repeat_window=8)  # type: ignore[arg-type]
-    model = SequenceModel(config, vocab.n_items, vocab.n_inputs)
-    save_checkpoint(path, model, vocab, {"seed": seed, "note": "untrained test model"})
+    cats = CategoryVocab.build(categories, items) if categories else None
+    model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats, vocab.items)
+    if model.category_out is not None:
+        # An untrained projection is near zero; make the category term matter, as training does.
+        torch.nn.init.normal_(model.category_out.weight, std=0.5)
+    save_checkpoint(path, model, vocab, {"seed": seed, "note": "untrained test model"}, categories)
     return path

@@ -184,7 +184,7 @@ def test_stale_sidecar_and_foreign_bytes_name_the_file(tmp_path: Path) -> None:
 def category_model(vocab: ItemVocab, side: dict[str, str]) -> SequenceModel:
     torch.manual_seed(0)
     cats = CategoryVocab.build(side, vocab.items)
-    return SequenceModel(small_config(future_k=2), vocab.n_items, vocab.n_inputs, cats).eval()
+    return SequenceModel(small_config(future_k=2), vocab.n_items, vocab.n_inputs, cats, vocab.items).eval()
 
 
 def category_scores(model: SequenceModel, vocab: ItemVocab) -> torch.Tensor:

@@ -137,7 +137,7 @@ def test_step_equals_forward_with_categories(cell: str) -> None:
     side = {item: f"c{i % 3}" for i, item in enumerate(CATALOG)}
     cats = CategoryVocab.build(side, CATALOG[:20])
     torch.manual_seed(0)
-    model = SequenceModel(small_config(cell=cell), vocab.n_items, vocab.n_inputs, cats).eval()
+    model = SequenceModel(small_config(cell=cell), vocab.n_items, vocab.n_inputs, cats, vocab.items).eval()
     seqs = sequences((7, 4, 1, 6), seed=3)
     with torch.no_grad():
         out = model(encode_sequences(seqs, vocab, model.config, model.categories), return_state=True)

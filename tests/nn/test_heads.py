@@ -44,7 +44,7 @@ def trained(future_k: int, steps: int) -> tuple[SequenceModel, TrainBatch, AuxLa
     vocab = ItemVocab(ITEMS, n_oov_buckets=2)
     cats = CategoryVocab.build(CATEGORY, ITEMS)
     config = small_config(hidden_size=24, future_k=future_k)
-    model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats)
+    model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats, vocab.items)
     users = [toy_user(f"u{n}", buyer=n % 2 == 0) for n in range(4)]
     encoded = [encode_arrays(u, vocab, config, cats) for u in users]
     batch = make_batch(encoded, make_windows([len(e) for e in encoded], 200, 0), config)

@@ -45,7 +45,7 @@ def toy_batch(n_events: int = len(EVENTS), future_k: int = 2) -> tuple[SequenceM
         for t, item, ms in EVENTS[:n_events]
     ]
     config = small_config(future_k=future_k)
-    model = SequenceModel(config, VOCAB.n_items, VOCAB.n_inputs, cats)
+    model = SequenceModel(config, VOCAB.n_items, VOCAB.n_inputs, cats, VOCAB.items)
     enc = encode_arrays(events, VOCAB, config, cats)
     return model, make_batch([enc], make_windows([len(enc)], 200, 0), config)
 

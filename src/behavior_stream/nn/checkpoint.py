@@ -257,7 +257,7 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
             categories = None
         if categories is None and "category_emb.weight" in data["state_dict"]:
             raise ValueError("its weights read item categories but it names none (category_names)")
-        model = SequenceModel(config, vocab.n_items, vocab.n_inputs, categories)
+        model = SequenceModel(config, vocab.n_items, vocab.n_inputs, categories, vocab.items)
         model.load_state_dict(data["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc

@@ -11,7 +11,7 @@ from typing import Any, Literal, get_args
 Cell = Literal["gru", "lstm"]
 CELLS: tuple[str, ...] = get_args(Cell)
 # The values of fields added after the first checkpoints, for a stored config that lacks them.
-LEGACY_OFF: dict[str, Any] = {"category_dim": 0, "aux_heads": False, "future_k": 0}
+LEGACY_OFF: dict[str, Any] = {"category_dim": 0, "aux_heads": False, "future_k": 0, "category_output": False}
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class ModelConfig:
     category_dim: int = 16
     aux_heads: bool = True
     future_k: int = 0
+    # With categories, an item's output vector (what queries are scored against, and what the ANN
+    # index holds) adds a projection of its category's embedding: items seen a few times share
+    # what their category learned (nn/network.py `item_vectors`).
+    category_output: bool = True
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:

@@ -12,7 +12,8 @@ network itself learns how much of the state to forget after a pause. The state k
 event's time and session code, so `step` computes the same flag as `forward`.
 
 Next-item scores are a query vector (the projected top-layer state plus a linear map of the
-latest item's embedding) against the (tied) item embeddings, plus an item bias, plus a learned
+latest item's output vector) against the items' output vectors (the tied item embeddings, plus a
+projection of the item's category embedding with side data), plus an item bias, plus a learned
 repeat bonus for every item in the user's last `repeat_window` events: a function of the state,
 the history event's type and its recency, added with `scatter_add` (an item seen several times
 collects several bonuses). The history window is part of the `ModelState`, so the streaming
@@ -21,7 +22,7 @@ step and the batch forward score identically.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,9 +116,18 @@ class RepeatBonus(nn.Module):
 class SequenceModel(nn.Module):
     """Recurrent next-item model over behavior events; see the module docstring."""
 
+    item_category: Tensor  # (n_items,) category rows of the catalog; only with `category_out`
+
     def __init__(
-        self, config: ModelConfig, n_items: int, n_inputs: int, categories: CategoryVocab | None = None
+        self,
+        config: ModelConfig,
+        n_items: int,
+        n_inputs: int,
+        categories: CategoryVocab | None = None,
+        catalog: Sequence[str] | None = None,
     ) -> None:
+        """`catalog`: the item ids in catalog order (`ItemVocab.items`); needed with `categories`
+        when `config.category_output` is on, to know each catalog item's category."""
         super().__init__()
         if n_items < 1 or n_inputs <= n_items:
             raise ValueError(f"need n_items >= 1 and n_inputs > n_items, got {n_items}, {n_inputs}")
@@ -158,6 +168,18 @@ class SequenceModel(nn.Module):
             if config.aux_heads
             else None
         )
+        self.category_out: nn.Linear | None = None
+        self._vectors: Tensor | None = None
+        self._vectors_key: tuple[tuple[int, int], ...] | None = None
+        if self.categories is not None and config.category_output:
+            if catalog is None or len(catalog) != n_items:
+                raise ValueError("category_output needs the catalog's item ids (catalog=vocab.items)")
+            # Small at start, so item identity leads and the category term grows as it earns its place.
+            self.category_out = nn.Linear(config.category_dim, config.item_dim, bias=False)
+            nn.init.normal_(self.category_out.weight, std=0.02)
+            rows = [self.categories.index(item) for item in catalog]
+            # Derived from the categories and the catalog, both in the checkpoint: not a weight.
+            self.register_buffer("item_category", torch.tensor(rows, dtype=torch.int64), persistent=False)
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self, n: int) -> ModelState:
@@ -277,18 +299,53 @@ class SequenceModel(nn.Module):
         """Repeat bonus (n, window) of each history slot for top states (n, hidden)."""
         return self.repeat(top, history, history_types)
 
+    def item_vectors(self, rows: Tensor | None = None) -> Tensor:
+        """Output vectors of catalog items (len(rows) or n_items, item_dim), what queries are scored
+        against: the item embedding, plus its category's projected embedding with `category_output`."""
+        if rows is None:
+            emb = self.item_emb.weight[: self.n_items]
+            if self.category_out is None or self.category_emb is None:
+                return emb
+            if not (self.training or torch.is_grad_enabled()):
+                return self._cached_vectors()
+            return emb + self.category_out(self.category_emb(self.item_category))
+        emb = self.item_emb(rows)
+        if self.category_out is None or self.category_emb is None:
+            return emb
+        return emb + self.category_out(self.category_emb(self.item_category[rows]))
+
+    def _cached_vectors(self) -> Tensor:
+        """The full catalog's output vectors for inference, recomputed only when a weight they
+        depend on changed (in-place updates and `load_state_dict` bump a tensor's `_version`), so
+        the stream does not pay the category projection per batch."""
+        assert self.category_out is not None and self.category_emb is not None
+        weights = (self.item_emb.weight, self.category_emb.weight, self.category_out.weight)
+        # Weights made under inference mode keep no version counter; `load_state_dict` (the way
+        # such weights change) clears the key itself.
+        key = tuple((id(w), -1 if w.is_inference() else w._version) for w in weights)
+        if self._vectors_key != key:
+            with torch.no_grad():
+                cats = self.category_emb(self.item_category)
+                self._vectors = self.item_emb.weight[: self.n_items] + self.category_out(cats)
+            self._vectors_key = key
+        assert self._vectors is not None
+        return self._vectors
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """`nn.Module.load_state_dict`, dropping the cached output vectors."""
+        self._vectors, self._vectors_key = None, None
+        return super().load_state_dict(state_dict, strict, assign)
+
     def item_query(self, top: Tensor, history: Tensor) -> Tensor:
-        """Query vectors (n, item_dim) matched against the item embeddings, from top states
+        """Query vectors (n, item_dim) matched against `item_vectors`, from top states
         (n, hidden) and history windows (n, window) whose last slot is the latest event."""
         last = history[:, -1]  # (n,) -1 after a search or an OOV item: no shortcut then
-        shortcut = self.last_item(self.item_emb(last.clamp(min=0))) * (last >= 0)[:, None]
+        shortcut = self.last_item(self.item_vectors(last.clamp(min=0))) * (last >= 0)[:, None]
         return self.out_proj(self.dropout(top)) + shortcut
 
     def score_hidden(self, top: Tensor, history: Tensor, history_types: Tensor) -> Tensor:
         """Catalog scores (n, n_items) from top states (n, hidden) and their history windows."""
-        base = torch.addmm(
-            self.item_bias, self.item_query(top, history), self.item_emb.weight[: self.n_items].T
-        )
+        base = torch.addmm(self.item_bias, self.item_query(top, history), self.item_vectors().T)
         bonus = self.repeat_bonus(top, history, history_types)  # (n, window)
         # In place: addmm's backward does not need its output, so no (n, n_items) copy is made.
         return base.scatter_add_(1, history.clamp(min=0), bonus)

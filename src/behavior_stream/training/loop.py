@@ -186,7 +186,7 @@ def train_model(
     log.info("split %d/%d/%d events, %d catalog items, %d training windows",
              len(train), len(valid), len(test), vocab.n_items, len(windows))  # fmt: skip
 
-    model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats)
+    model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats, vocab.items)
     optimizer, schedule = make_optimizer(model.parameters(), cfg)
     item_loss = NextItemLoss.build(cfg, target_counts(encoded, vocab.n_items))
     scorer = ModelScorer(LoadedModel(model, vocab, config, {}, "training"))

@@ -98,7 +98,7 @@ def future_loss(
     if not bool(ok.any()):
         return top.new_zeros(())
     query = model.heads.future(top)  # (n, item_dim)
-    emb, bias = model.item_emb.weight[: model.n_items], model.item_bias
+    emb, bias = model.item_vectors(), model.item_bias
     if model.n_items <= cfg.full_softmax_max_items:
         total = top.new_zeros(())
         for s in range(0, len(top), cfg.softmax_chunk):

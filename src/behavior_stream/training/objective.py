@@ -89,7 +89,7 @@ def sampled_softmax_loss(
     """
     n_items = model.n_items
     k = min(n_negatives, n_items)
-    emb, bias = model.item_emb.weight, model.item_bias
+    emb, bias = model.item_vectors(), model.item_bias
     query = model.item_query(top, history)  # (n, item_dim)
     bonus = model.repeat_bonus(top, history, types)  # (n, window)
 

@@ -12,10 +12,13 @@ from behavior_stream.stream.core.engine import ModelEngine
 from tests.streamkit import make_checkpoint
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["items", "categories"])
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """A model over 5,000 items; "categories": one that adds its 50 categories to the items' output
+    vectors, which the HNSW index then holds."""
     items = [f"item-{i}" for i in range(5000)]
-    return make_checkpoint(tmp_path_factory.mktemp("idx") / "m.pt", items, seed=3)
+    side = {item: f"c{i % 50}" for i, item in enumerate(items)} if request.param == "categories" else None
+    return make_checkpoint(tmp_path_factory.mktemp("idx") / "m.pt", items, seed=3, categories=side)
 
 
 def queries(engine: ModelEngine, n: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

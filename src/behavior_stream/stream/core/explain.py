@@ -64,7 +64,7 @@ def item_scores(
     columns) from top states (n, hidden) and history windows (n, window), without scoring the catalog."""
     model = engine.model
     cols = torch.tensor(items, dtype=torch.int64)
-    base = model.item_query(top, history) @ model.item_emb.weight[cols].T + model.item_bias[cols]  # (n, k)
+    base = model.item_query(top, history) @ model.item_vectors(cols).T + model.item_bias[cols]  # (n, k)
     bonus = model.repeat_bonus(top, history, types)  # (n, window)
     return base + ((history[:, :, None] == cols[None, None, :]) * bonus[:, :, None]).sum(1)
 

@@ -33,7 +33,7 @@ class ItemIndex:
         self.ef_search = ef_search
         if self.approximate:
             with torch.no_grad():
-                emb = model.item_emb.weight[: self.n_items]
+                emb = model.item_vectors()
                 vecs = torch.cat([emb, model.item_bias[:, None]], 1).numpy().astype(np.float32)
             index = faiss.IndexHNSWFlat(vecs.shape[1], hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = 64
@@ -79,7 +79,7 @@ class ItemIndex:
         cand = torch.cat([torch.from_numpy(found).long(), history], 1)  # (n, want + window)
         valid = cand >= 0
         safe = cand.clamp(min=0)
-        emb = model.item_emb.weight[safe]  # (n, c, dim)
+        emb = model.item_vectors(safe)  # (n, c, dim)
         base = torch.einsum("nd,ncd->nc", q, emb) + model.item_bias[safe]
         bonus = model.repeat_bonus(top, history, types)  # (n, window)
         base = base + ((cand[:, :, None] == history[:, None, :]) * bonus[:, None, :]).sum(-1)
