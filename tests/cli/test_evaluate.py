@@ -136,6 +136,20 @@ def test_checkpoint_evaluation_scores_model_and_purchases(tmp_path: Path) -> Non
     assert set(metrics["purchase"]) == {"gru", "base-rate"}
     assert metrics["dataset"]["model_version"].startswith("gru-")
     assert 0.0 <= metrics["next_item"]["gru"]["recall@20"] <= 1.0
+    assert metrics["versus"] is None and "Model vs baselines" not in result.output  # nothing to compare
+
+    # With baselines, the model is the reference of the paired differences, in the file and printed.
+    out = tmp_path / "versus"
+    result = CliRunner().invoke(
+        cli(), [*args, "--baselines", "pop,markov", "--n-bootstrap", "50", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    versus = orjson.loads((out / "metrics.json").read_bytes())["versus"]
+    assert versus["reference"] == "gru" and list(versus["baselines"]) == ["pop", "markov"]
+    assert "Model vs baselines (paired 95% CI):" in result.output
+    assert (
+        "| markov | mrr@20 |" in result.output and "## Model vs baselines" in (out / "report.md").read_text()
+    )
 
 
 def test_bad_arguments_are_reported(tmp_path: Path) -> None:

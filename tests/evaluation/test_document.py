@@ -50,10 +50,70 @@ def test_accepts_what_evaluate_writes(metrics: dict[str, Any], tmp_path: Path) -
     written = orjson.loads(write_metrics(metrics, tmp_path).read_bytes())
     validate_metrics(written)
     assert written == orjson.loads(orjson.dumps(metrics))
-    assert list(written) == ["dataset", "protocol", "counts", "next_item", "purchase", "breakdown"]
+    assert list(written) == ["dataset", "protocol", "counts", "next_item", "purchase", "breakdown", "versus"]
+    assert written["versus"] is None  # no reference: nothing to compare
     probes = {"protocol": {}, "skipped": "only 2 users have history and a test session"}
     doc_probes = validate_metrics({**metrics, "probes": probes}).probes
     assert doc_probes is not None and doc_probes.skipped == probes["skipped"] and doc_probes.purchase is None
+
+
+@pytest.fixture(scope="module")
+def with_versus() -> dict[str, Any]:
+    """`evaluate` with markov as the evaluated model: a `versus` section against pop."""
+    history, seqs, vocab = _small_split()
+    scorers: list[NextItemScorer] = [
+        FirstOrderMarkov().fit(history, vocab),
+        MostPopular().fit(history, vocab),
+    ]
+    config = EvalConfig(ks=(5, 10), n_bootstrap=50)
+    return evaluate(seqs, vocab, item_counts(history, vocab), scorers, config=config, reference="markov")
+
+
+def test_round_trips_with_and_without_versus(
+    metrics: dict[str, Any], with_versus: dict[str, Any], tmp_path: Path
+) -> None:
+    written = orjson.loads(write_metrics(with_versus, tmp_path / "versus").read_bytes())
+    doc = validate_metrics(written)
+    assert doc.versus is not None and doc.versus.reference == "markov"
+    recall = doc.versus.baselines["pop"]["recall@10"]
+    assert recall.model is not None and recall.baseline is not None
+    assert recall.difference == pytest.approx(recall.model - recall.baseline)
+    assert recall.ci95 == with_versus["versus"]["baselines"]["pop"]["recall@10"]["ci95"]
+    assert written == orjson.loads(orjson.dumps(with_versus))
+    # A metrics.json written before `versus` existed (no key at all) still loads.
+    old = {key: value for key, value in metrics.items() if key != "versus"}
+    assert validate_metrics(orjson.loads(orjson.dumps(old))).versus is None
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "delete"),
+    [
+        (("versus", "reference"), "lstm", False),  # not a scorer of next_item
+        (("versus", "baselines", "sknn"), {}, False),  # a baseline that was not evaluated
+        (("versus", "baselines", "pop", "ndcg@5"), None, True),  # a metric missing at one K
+        (("versus", "baselines", "pop", "recall@20"), None, False),  # a K that was not evaluated
+        (("versus", "baselines", "pop", "mrr@10", "ci95"), [0.1], False),  # an interval of one bound
+        (("versus", "baselines", "pop", "mrr@10", "significant"), "yes", False),  # not a boolean
+        (("versus", "baselines"), {}, False),  # a section with nothing compared is null instead
+    ],
+)
+def test_rejects_a_malformed_versus_section(
+    with_versus: dict[str, Any], path: tuple[str, ...], value: Any, delete: bool
+) -> None:
+    with pytest.raises(ValidationError):
+        validate_metrics(_broken(with_versus, *path, value=value, delete=delete))
+
+
+@pytest.mark.parametrize(("ci95", "significant"), [([-0.1, 0.2], True), ([0.01, 0.2], False)])
+def test_significance_must_agree_with_the_interval(
+    with_versus: dict[str, Any], ci95: list[float], significant: bool
+) -> None:
+    doc = _broken(with_versus, "versus", "baselines", "pop", "mrr@10", "ci95", value=ci95)
+    doc["versus"]["baselines"]["pop"]["mrr@10"]["significant"] = significant
+    with pytest.raises(ValidationError, match="significant"):
+        validate_metrics(doc)
+    doc["versus"]["baselines"]["pop"]["mrr@10"]["significant"] = not significant
+    validate_metrics(doc)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,13 @@ from behavior_stream.data.splits import eval_sequences
 from behavior_stream.evaluation.baselines import FirstOrderMarkov, MostPopular, PurchaseBaseRate, item_counts
 from behavior_stream.evaluation.probes import ProbeConfig
 from behavior_stream.evaluation.protocol import EvalConfig, evaluate
-from behavior_stream.evaluation.report import headline_k, next_item_table, probe_verdicts, write_report
+from behavior_stream.evaluation.report import (
+    headline_k,
+    next_item_table,
+    probe_verdicts,
+    versus_table,
+    write_report,
+)
 from behavior_stream.evaluation.representations import probe_section
 from behavior_stream.evaluation.scoring import NextItemScorer
 from behavior_stream.nn.checkpoint import LoadedModel
@@ -23,7 +29,7 @@ from tests.seqkit import small_model, tiny_vocab
 T0 = 1_600_000_000_000
 
 
-def small_metrics(fmt: str) -> dict[str, Any]:
+def small_metrics(fmt: str, reference: str | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     history = [
         make_event(f"u{u}", EventType.CLICK, T0 + m * 60_000, item_id=f"i{rng.integers(12)}")
@@ -48,6 +54,7 @@ def small_metrics(fmt: str) -> dict[str, Any]:
         [PurchaseBaseRate().fit(history, vocab)],
         EvalConfig(ks=(5, 10), n_bootstrap=50),
         {"format": fmt},
+        reference=reference,
     )
 
 
@@ -113,3 +120,27 @@ def test_report_puts_each_probe_beside_its_baseline_and_says_when_it_is_at_chanc
         "next-session category probe" in line and "could not be scored" in line
         for line in probe_verdicts(section)
     )
+
+
+def test_report_puts_the_model_beside_each_baseline_with_the_paired_interval(tmp_path: Path) -> None:
+    assert versus_table(small_metrics("jsonl")) == ""  # no reference: no section
+    assert "Model vs baselines" not in write_report(small_metrics("jsonl"), tmp_path / "none").read_text()
+    metrics = small_metrics("jsonl", reference="markov")
+    text = write_report(metrics, tmp_path).read_text()
+    assert "## Model vs baselines (paired 95% CI)" in text and "markov - baseline" in text
+    table = versus_table(metrics)
+    assert table in text
+    lines = table.splitlines()
+    assert lines[0] == "| baseline | metric | model | baseline | model - baseline [95% CI] | beats |"
+    # pop only, at the headline K (10): recall, mrr, ndcg.
+    assert [line.split(" | ")[1] for line in lines[2:]] == ["recall@10", "mrr@10", "ndcg@10"]
+    fig = metrics["versus"]["baselines"]["pop"]["recall@10"]
+    low, high = fig["ci95"]
+    assert lines[2].startswith(
+        f"| pop | recall@10 | {fig['model']:.4f} | {fig['baseline']:.4f} | "
+        f"{fig['difference']:.4f} [{low:.4f}, {high:.4f}] | "
+    )
+    # The verdict follows the interval: above zero, holding zero, below zero.
+    for ci, verdict in (([0.01, 0.02], "yes"), ([-0.01, 0.02], "no"), ([-0.02, -0.01], "worse")):
+        fig["ci95"] = ci
+        assert versus_table(metrics).splitlines()[2].endswith(f"| {verdict} |")

@@ -359,6 +359,7 @@ def evaluate_command(
         plotting_available,
         probe_verdicts,
         purchase_table,
+        versus_table,
         write_report,
     )
 
@@ -397,8 +398,11 @@ def evaluate_command(
     config = EvalConfig(
         ks=ks, n_bootstrap=n_bootstrap, seed=seed, drop_unseen=drop_unseen, session_gap_ms=gap_ms
     )
+    # The model is the first scorer: the baselines' paired differences are taken from it.
+    reference = scorers[0].name if loaded is not None else None
+    popularity = item_counts(history, vocab)
     metrics = evaluate(
-        sequences, vocab, item_counts(history, vocab), scorers, purchase_scorers, config, dataset
+        sequences, vocab, popularity, scorers, purchase_scorers, config, dataset, reference=reference
     )
     if probes and loaded is not None:
         from behavior_stream.evaluation.probes import ProbeConfig
@@ -419,6 +423,8 @@ def evaluate_command(
         f"({counts['skipped_unseen_targets']:,} unseen targets skipped)\n"
     )
     typer.echo(next_item_table(metrics))
+    if metrics.get("versus"):
+        typer.echo("\nModel vs baselines (paired 95% CI):\n" + versus_table(metrics))
     if metrics["purchase"]:
         typer.echo("\n" + purchase_table(metrics))
     if metrics.get("scenarios"):

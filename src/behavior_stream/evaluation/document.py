@@ -153,6 +153,32 @@ class ProbesSection(_Strict):
         return self
 
 
+class PairedDifference(_Strict):
+    """One metric of the model beside one baseline: the 95% paired cluster-bootstrap interval of
+    model - baseline; `significant` = the interval lies above zero (in the model's favour)."""
+
+    model: Figure
+    baseline: Figure
+    difference: Figure  # model - baseline
+    ci95: Interval
+    significant: bool
+
+    @model_validator(mode="after")
+    def _significant_iff_above_zero(self) -> PairedDifference:
+        low = self.ci95[0]
+        # NaN is not > 0: an undefined interval (no predictions) is never significant.
+        if self.significant != (low is not None and low > 0):
+            raise ValueError(f"significant is {self.significant} for the interval {self.ci95}")
+        return self
+
+
+class Versus(_Strict):
+    """`versus`: the evaluated model (`reference`, a next_item scorer) against every other scorer."""
+
+    reference: str
+    baselines: dict[str, dict[str, PairedDifference]] = Field(min_length=1)  # baseline -> metric@K -> figures
+
+
 class MetricsDocument(_Strict):
     """metrics.json: the top-level sections."""
 
@@ -166,6 +192,8 @@ class MetricsDocument(_Strict):
     # `evaluate --scenarios` only: per scenario (search, cart, related, purchase_intent) its
     # figures beside its baseline, null where the data has no prediction (evaluation/scenario_eval.py)
     scenarios: dict[str, dict[str, Any] | None] | None = None
+    # Null (or absent, in files written before it) without a model or without baselines.
+    versus: Versus | None = None
 
     @model_validator(mode="after")
     def _metrics_at_every_k(self) -> MetricsDocument:
@@ -180,7 +208,21 @@ class MetricsDocument(_Strict):
                 bucket.check_names(BREAKDOWN_METRICS, ks, f"breakdown.{name}[{i}]")
         if set(self.breakdown) != set(self.next_item):
             raise ValueError("breakdown and next_item name different scorers")
+        if self.versus is not None:
+            self._check_versus(self.versus, ks)
         return self
+
+    def _check_versus(self, versus: Versus, ks: list[int]) -> None:
+        expected_names = set(self.next_item) - {versus.reference}
+        if versus.reference not in self.next_item or set(versus.baselines) != expected_names:
+            raise ValueError(
+                f"versus: reference {versus.reference!r} and baselines {sorted(versus.baselines)} must be "
+                f"the next_item scorers {sorted(self.next_item)}"
+            )
+        expected = {f"{m}@{k}" for m in CI_METRICS for k in ks}
+        for name, figures in versus.baselines.items():
+            if set(figures) != expected:
+                raise ValueError(f"versus.baselines.{name}: metric keys differ from {sorted(expected)}")
 
 
 def validate_metrics(metrics: dict[str, Any]) -> MetricsDocument:

@@ -30,6 +30,7 @@ from behavior_stream.evaluation.ranking import (
     rank_targets,
 )
 from behavior_stream.evaluation.scoring import NextItemScorer
+from behavior_stream.evaluation.versus import versus_baselines
 from behavior_stream.schema.events import EventType
 from behavior_stream.schema.sessions import SESSION_GAP_MS
 from behavior_stream.schema.vocab import ItemVocab
@@ -160,7 +161,7 @@ PROTOCOL = {
     "metrics": "Recall@K (= HR@K), MRR@K, NDCG@K, catalog coverage@K, mean normalized training "
     "popularity (count / max count) of top-K items; micro-averaged over predictions",
     "bootstrap": "95% percentile CI, cluster bootstrap over test sequences (paired: same resamples for all "
-    "scorers)",
+    "scorers); versus: the same bootstrap of the paired difference model - baseline",
     "breakdown": "by session prefix length: events of the current session before the target; 0 = the "
     "target opens a new session (a session starts at the user's first event, after a gap over "
     "session_gap_ms, or when both events carry session ids that differ)",
@@ -179,11 +180,16 @@ def evaluate(
     purchase_scorers: Sequence[PurchaseScorer] = (),
     config: EvalConfig | None = None,
     dataset: dict[str, Any] | None = None,
+    *,
+    reference: str | None = None,
 ) -> dict[str, Any]:
     """Run the protocol for every scorer on the same predictions; returns the metrics.json document
-    (schema: `document.MetricsDocument`)."""
+    (schema: `document.MetricsDocument`). `reference` names the evaluated model's scorer: its
+    paired differences from every other scorer go to `versus` (None without a reference)."""
     config = config or EvalConfig()
     ks = tuple(sorted(set(config.ks)))
+    if reference is not None and reference not in {s.name for s in scorers}:
+        raise ValueError(f"reference scorer {reference!r} is not among {[s.name for s in scorers]}")
     dropped = 0
     if config.drop_unseen:
         sequences, dropped = drop_unseen_items(sequences, vocab)
@@ -197,13 +203,18 @@ def evaluate(
     )
     next_item: dict[str, Any] = {}
     breakdown: dict[str, Any] = {}
+    ranks: dict[str, np.ndarray] = {}  # per scorer, aligned with `targets`: for the paired differences
     for scorer in scorers:
         k_max = min(max(ks), vocab.n_items)
         ranking = rank_targets(scorer, sequences, targets, k_max, config.batch_size, config.max_rows)
         next_item[scorer.name] = ranking_metrics(ranking, targets, ks, train_counts, config)
         breakdown[scorer.name] = length_breakdown(ranking.ranks, targets.session_len, ks)
+        ranks[scorer.name] = ranking.ranks
         headline = next_item[scorer.name][f"recall@{ks[-1]}"]
         log.info("%s: recall@%d %.4f in %.2fs", scorer.name, ks[-1], headline, ranking.seconds)
+    versus = None
+    if reference is not None:
+        versus = versus_baselines(ranks, targets.seq_index, reference, ks, config.n_bootstrap, config.seed)
     purchase, n_purchase, n_positive = purchase_evaluation(purchase_scorers, sequences, config.threshold)
     protocol = {
         **PROTOCOL,
@@ -230,6 +241,7 @@ def evaluate(
         "next_item": next_item,
         "purchase": purchase,
         "breakdown": breakdown,
+        "versus": versus,
     }
 
 

@@ -57,6 +57,12 @@ def _with_ci(row: dict[str, Any], name: str) -> str:
     return f"{_fmt(row.get(name))} [{ci[0]:.4f}, {ci[1]:.4f}]"
 
 
+def _interval(ci: list[Any]) -> str:
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return "n/a"
+    return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+
+
 def next_item_table(metrics: dict[str, Any]) -> str:
     """Markdown table, one row per scorer: Recall/MRR/NDCG at each K (95% CI at the headline K)."""
     ks: list[int] = metrics["protocol"]["ks"]
@@ -72,6 +78,48 @@ def next_item_table(metrics: dict[str, Any]) -> str:
         cells += [_fmt(row.get(c)) for c in extra[:2]] + [_fmt(row.get(extra[2]), 2)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _beats(ci: list[Any]) -> str:
+    """yes: the interval of model - baseline is above zero; worse: below it; no: it holds zero."""
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return "n/a"
+    return "yes" if ci[0] > 0 else ("worse" if ci[1] < 0 else "no")
+
+
+def versus_table(metrics: dict[str, Any]) -> str:
+    """Markdown table, per baseline, of Recall/MRR/NDCG at the headline K: model, baseline, the paired
+    difference with its 95% CI, and whether the model beats it; "" without a `versus` section."""
+    versus = metrics.get("versus")
+    if not versus:
+        return ""
+    k = headline_k(metrics)
+    lines = [
+        "| baseline | metric | model | baseline | model - baseline [95% CI] | beats |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for name, figures in versus["baselines"].items():
+        for metric in (f"{m}@{k}" for m in ("recall", "mrr", "ndcg")):
+            fig = figures[metric]
+            cells = [_fmt(fig["model"]), _fmt(fig["baseline"])]
+            cells += [f"{_fmt(fig['difference'])} {_interval(fig['ci95'])}", _beats(fig["ci95"])]
+            lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _versus_section(metrics: dict[str, Any]) -> list[str]:
+    protocol = metrics["protocol"]
+    return [
+        "## Model vs baselines (paired 95% CI)",
+        "",
+        f"{metrics['versus']['reference']} - baseline on the same predictions: 95% percentile CI of the "
+        f"difference from {protocol['n_bootstrap']} paired cluster resamples of test sequences (seed "
+        f"{protocol['seed']}). beats: yes when the interval is above zero, worse when below, no when it "
+        "holds zero.",
+        "",
+        versus_table(metrics),
+        "",
+    ]
 
 
 def purchase_table(metrics: dict[str, Any]) -> str:
@@ -220,12 +268,6 @@ PROBE_NAMES = {
 VERDICTS = {"better": "better than baseline", "worse": "worse than baseline", "at chance": "**at chance**"}
 
 
-def _interval(ci: list[Any]) -> str:
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
-        return "n/a"
-    return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
-
-
 def probe_verdicts(probes: dict[str, Any]) -> list[str]:
     """One plain sentence per probe that is at chance, worse than its baseline or could not be scored:
     what a reader must not take for knowledge in the representation."""
@@ -323,6 +365,7 @@ def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str,
         next_item_table(metrics),
         "",
         *(["![metric@K](metric_at_k.png)", ""] if plots else []),
+        *(_versus_section(metrics) if metrics.get("versus") else []),
         "## By session prefix length",
         "",
         breakdown_table(metrics),
