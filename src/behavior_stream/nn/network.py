@@ -331,7 +331,9 @@ class SequenceModel(nn.Module):
         assert self._vectors is not None
         return self._vectors
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False
+    ) -> Any:
         """`nn.Module.load_state_dict`, dropping the cached output vectors."""
         self._vectors, self._vectors_key = None, None
         return super().load_state_dict(state_dict, strict, assign)
