@@ -101,6 +101,21 @@ def test_separate_test_events_and_validation_figures() -> None:
     assert result.test == expected
 
 
+def test_weight_average_is_what_is_validated_and_kept() -> None:
+    cfg = replace(FAST, epochs=2, ema_decay=0.9)
+    result = train_model(events(), small_config(), cfg)
+    raw = train_model(events(), small_config(), replace(cfg, ema_decay=0.0))
+    # Same seed, same steps: only the kept weights differ (the average, not the last step's).
+    assert [s.train_loss for s in result.history] == [s.train_loss for s in raw.history]
+    assert not torch.equal(result.model.item_bias, raw.model.item_bias)
+    # The returned weights are the ones validated: re-scoring validation reproduces the figures.
+    split = time_split(events(), cfg.valid_frac, cfg.test_frac)
+    again = rank_metrics(ModelScorer(result.loaded()), eval_sequences(split.train, split.valid), 20)
+    assert again == result.valid
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
 def test_trained_model_beats_popularity_on_validation() -> None:
     result = trained()
     assert result.valid["recall@20"] > 0.2  # random ranking over 150 items would give ~0.13

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from behavior_stream.training.config import TrainConfig
-from behavior_stream.training.optim import MomentumAdagrad, make_optimizer
+from behavior_stream.training.optim import MomentumAdagrad, WeightAverage, make_optimizer
 
 
 def test_momentum_adagrad_follows_its_update_rule() -> None:
@@ -39,3 +39,25 @@ def test_make_optimizer_follows_the_config_and_decays_per_epoch() -> None:
         TrainConfig(optimizer="sgd")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="momentum"):
         TrainConfig(momentum=1.0)
+
+
+def test_weight_average_follows_its_update_rule_and_swaps_back() -> None:
+    """avg = decay avg + (1 - decay) w from the initial weights; `applied` swaps it in for a block."""
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    frozen = torch.nn.Parameter(torch.tensor([5.0]), requires_grad=False)
+    average = WeightAverage([p, frozen], decay=0.75)
+    expected = p.detach().clone()
+    for w in ([3.0, 2.0], [-1.0, 0.0]):
+        with torch.no_grad():
+            p.copy_(torch.tensor(w))
+        average.update()
+        expected = 0.75 * expected + 0.25 * torch.tensor(w)
+    assert len(average.shadow) == 1  # a frozen parameter is not averaged
+    with average.applied():
+        assert torch.allclose(p.detach(), expected)
+    assert torch.equal(p.detach(), torch.tensor([-1.0, 0.0]))
+    with pytest.raises(RuntimeError), average.applied():
+        raise RuntimeError("the raw weights come back on an error too")
+    assert torch.equal(p.detach(), torch.tensor([-1.0, 0.0]))
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage([p], decay=1.0)

@@ -38,6 +38,9 @@ class TrainConfig:
     n_oov_buckets: int = 1024
     optimizer: Optimizer = "adamw"
     momentum: float = 0.0  # of optimizer "adagrad" (GRU4Rec's Adagrad with momentum)
+    # Per-step decay of a moving average of the weights, which is what is validated and kept
+    # (training/optim.py `WeightAverage`); 0 = off, the raw weights are used.
+    ema_decay: float = 0.0
     # Up to this catalog size the softmax is exact (in chunks); above it, sampled negatives.
     item_softmax: ItemSoftmax = "auto"
     full_softmax_max_items: int = 20_000
@@ -75,5 +78,7 @@ class TrainConfig:
         aux = ("session_purchase", "next_type", "log_gap", "session_rest", "next_category", "future")
         if any(getattr(self, f"{name}_weight") < 0 for name in aux):
             raise ValueError(f"auxiliary loss weights must be >= 0: {self}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.max_len < 1 or self.burn_in < 0 or self.patience < 1:
             raise ValueError(f"need max_len >= 1, burn_in >= 0, patience >= 1: {self}")

@@ -11,6 +11,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from behavior_stream.training.calibration import calibration_metadata
 from behavior_stream.training.config import TrainConfig
 from behavior_stream.training.multitask import aux_labels, aux_losses, weighted_aux_loss
 from behavior_stream.training.objective import NextItemLoss, purchase_loss
-from behavior_stream.training.optim import make_optimizer
+from behavior_stream.training.optim import WeightAverage, make_optimizer
 from behavior_stream.training.progress import Progress
 
 __all__ = ["EpochStats", "TrainConfig", "TrainResult", "rank_metrics", "train_model"]
@@ -114,6 +115,7 @@ def _train_epoch(
     gen: torch.Generator,
     desc: str,
     item_loss: NextItemLoss,
+    average: WeightAverage | None = None,
 ) -> tuple[np.ndarray, int]:
     """One pass over the batches; returns example-weighted (loss, item, purchase) sums and examples."""
     model.train()
@@ -132,6 +134,8 @@ def _train_epoch(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             optimizer.step()
+            if average is not None:
+                average.update()
             sums += batch.n_examples * np.array([loss.item(), item.item(), buy.item()])
             n_examples += batch.n_examples
             rate = n_examples / (time.perf_counter() - start)
@@ -188,6 +192,7 @@ def train_model(
 
     model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats, vocab.items)
     optimizer, schedule = make_optimizer(model.parameters(), cfg)
+    average = WeightAverage(model.parameters(), cfg.ema_decay) if cfg.ema_decay > 0 else None
     item_loss = NextItemLoss.build(cfg, target_counts(encoded, vocab.n_items))
     scorer = ModelScorer(LoadedModel(model, vocab, config, {}, "training"))
     keys = [f"{m}@{cfg.k}" for m in (("recall", "mrr") if cfg.monitor == "recall" else ("mrr", "recall"))]
@@ -197,10 +202,17 @@ def train_model(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         batches = iterate_batches(encoded, windows, cfg.batch_size, config, rng)
-        sums, n = _train_epoch(model, optimizer, batches, n_batches, cfg, gen, f"epoch {epoch}", item_loss)
+        sums, n = _train_epoch(
+            model, optimizer, batches, n_batches, cfg, gen, f"epoch {epoch}", item_loss, average
+        )
         schedule.step()
         train_seconds = time.perf_counter() - t0
-        figures = rank_metrics(scorer, valid_seqs, cfg.k)
+        # With a weight average, the epoch is judged (and kept) by the averaged weights.
+        averaged: AbstractContextManager[None] = average.applied() if average is not None else nullcontext()
+        with averaged:
+            figures = rank_metrics(scorer, valid_seqs, cfg.k)
+            score = tuple(figures[key] for key in keys)
+            snapshot = copy.deepcopy(model.state_dict()) if best is None or score > best[0] else None
         loss, item, buy = (sums / max(n, 1)).tolist()
         stats = EpochStats(epoch, loss, item, buy, figures[f"recall@{cfg.k}"], figures[f"mrr@{cfg.k}"],
                            time.perf_counter() - t0, n / train_seconds)  # fmt: skip
@@ -208,10 +220,9 @@ def train_model(
         _log_epoch(stats, cfg.k)
         if on_epoch is not None:
             on_epoch(stats)
-        score = tuple(figures[key] for key in keys)
-        if best is None or score > best[0]:
-            best = (score, stats, figures, copy.deepcopy(model.state_dict()))
-        elif epoch - best[1].epoch >= cfg.patience:
+        if snapshot is not None:
+            best = (score, stats, figures, snapshot)
+        elif best is not None and epoch - best[1].epoch >= cfg.patience:
             log.info("early stop: %s has not improved for %d epochs", keys[0], cfg.patience)
             break
     assert best is not None
