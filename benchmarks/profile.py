@@ -17,15 +17,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from behavior_stream.stream.commit.sender import BatchSender
 from behavior_stream.stream.core.process import process_batch
 from behavior_stream.stream.core.records import BatchResult, OutMessage
 from behavior_stream.stream.runtime.kafka import client_options, ensure_topics
 from behavior_stream.stream.runtime.settings import Settings
 from benchmarks.config import RunSpec
-from benchmarks.worker_runs import WORKER_THREADS, core_context, input_records
+from benchmarks.worker_runs import WORKER_THREADS, compute_threads, core_context, input_records
 from benchmarks.workload import Workload, drop_topics
 
 log = logging.getLogger(__name__)
@@ -38,6 +36,9 @@ COMPONENTS = {
     ("stream/core/outputs.py", "user_messages"): "output_build",
     ("stream/core/engine.py", "step_users"): "_tensor",
     ("stream/core/engine.py", "recommend"): "_tensor",
+    # The search and cart records (their lookahead steps and scoring included): the worker's
+    # settings turn them on, so the core-alone context does too (worker_runs.core_context).
+    ("stream/core/scenarios.py", "scenario_outputs"): "scenarios",
 }
 
 
@@ -112,11 +113,13 @@ async def _produce_seconds(settings: Settings, results: Sequence[BatchResult], t
 
 def profile_worker(workload: Workload, spec: RunSpec, worker_rate: float | None) -> Breakdown:
     """The per-event breakdown of `spec`; framework only when the worker's rate is known."""
-    torch.set_num_threads(WORKER_THREADS)
     n = min(workload.config.profile_events, len(workload.records))
-    # The faster of two runs: on a shared machine the slower one measures the neighbours.
-    seconds, step, score, results = min(_run(workload, spec, n), _run(workload, spec, n), key=lambda r: r[0])
-    parts = _profiled_parts(workload, spec, n)
+    with compute_threads(WORKER_THREADS):
+        # The faster of two runs: on a shared machine the slower one measures the neighbours.
+        seconds, step, score, results = min(
+            _run(workload, spec, n), _run(workload, spec, n), key=lambda r: r[0]
+        )
+        parts = _profiled_parts(workload, spec, n)
     # Step and scoring come from the unprofiled timers; the profile only splits the Python rest.
     python_profiled = parts.pop("core_total") - parts.pop("_tensor")
     rest = max(seconds - step - score, 0.0)  # unprofiled Python part of the core

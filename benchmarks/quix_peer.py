@@ -142,17 +142,21 @@ def main() -> None:
 
 def _whole_job(settings: Any, progress: ProgressFile) -> Any:
     """The per-event callback of the `whole` mode: the core on one record, both outputs out."""
+    import faiss
     import torch
     from quixstreams import message_context
 
     from behavior_stream.stream.core.engine import ModelEngine
-    from behavior_stream.stream.core.process import StreamContext, process_batch
+    from behavior_stream.stream.core.process import process_batch
     from behavior_stream.stream.core.records import InputRecord
+    from behavior_stream.stream.runtime.app import stream_context
 
+    # As the worker (worker.py): its thread counts and its context, so the job per event is its own.
     torch.set_num_threads(settings.torch_threads)
+    faiss.omp_set_num_threads(settings.torch_threads)
     engine = ModelEngine.from_checkpoint(settings.checkpoint, settings.ann_threshold)
     store = QuixUserState()
-    ctx = StreamContext(engine, store, settings.input_topic, "by-user", "reps", "recs", "dlq")
+    ctx = stream_context(settings, engine, store)
 
     def job(value: bytes, key: bytes, timestamp: int, headers: Any, state: Any) -> list[bytes]:
         store.state = state

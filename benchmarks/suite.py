@@ -87,9 +87,10 @@ def _workers(workload: Workload) -> Figures:
 
 def _cores(workload: Workload) -> Figures:
     out: Figures = {}
-    # The primary once more with one torch thread: how much the thread count matters on 2 cores.
+    # The primary once more with torch and faiss on every core, as the core-alone phase ran before
+    # issue 14: how much the thread count matters (the worker shares the cores with the broker).
     runs = [(spec, WORKER_THREADS, "core") for spec in workload.config.core_runs] + [
-        (PRIMARY, 1, "core_1thread")
+        (PRIMARY, os.cpu_count() or 1, "core_all_threads")
     ]
     for spec, threads, label in runs:
         run = measure_core(workload, spec, threads)
@@ -97,6 +98,7 @@ def _cores(workload: Workload) -> Figures:
         out.update(run.rate.figures(f"rate.{label}.{name}"))
         out[f"{label}.{name}.step_s"] = round(run.step_seconds, 3)
         out[f"{label}.{name}.score_s"] = round(run.score_seconds, 3)
+        out[f"{label}.{name}.cpu_us"] = round(run.cpu_seconds / max(run.rate.events, 1) * 1e6, 1)
     return out
 
 
@@ -148,6 +150,11 @@ def _ratios(f: Figures, config: BenchConfig) -> None:
     for key, (a, b) in pairs.items():
         if a and b:
             f[key] = round(a / b, 3)
+    worker_cpu = f.get(f"rate.worker.{PRIMARY.name(config)}.worker_cpu_us")
+    core_cpu = f.get(f"core.{PRIMARY.name(config)}.cpu_us")
+    if worker_cpu and core_cpu:
+        # The worker's process (consumer thread included) against the core's CPU per event.
+        f["ratio.worker_over_core_cpu"] = round(core_cpu / worker_cpu, 3)
     core = f.get(f"rate.core.{PRIMARY.name(config)}")
     if worker and core:
         # What the runtime (Kafka in and out, state, commits) adds to the core's time per event.

@@ -37,7 +37,7 @@ def test_core_and_state_phases_give_rates_and_state_sizes(tmp_path: Path) -> Non
         assert figures[f"rate.core.{name}"] > 0
         assert figures[f"rate.core.{name}.events"] == 2_000
         assert figures[f"rate.core.{name}.complete"] is True
-    assert figures["rate.core_1thread.gru-3k-hnsw"] > 0
+    assert figures["rate.core_all_threads.gru-3k-hnsw"] > 0
     # Every user's state was encoded; the LSTM state carries a cell vector as large as the hidden one.
     assert figures["state.gru.users"] == figures["state.lstm.users"] > 0
     difference = figures["state.lstm.bytes_mean"] - figures["state.gru.bytes_mean"]

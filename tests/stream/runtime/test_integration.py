@@ -21,6 +21,7 @@ from behavior_stream.schema.events import Event
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.offline import replay_states, representations
 from behavior_stream.stream.runtime.kafka import ensure_topics
+from behavior_stream.stream.runtime.prometheus import LOOP_PHASES
 from behavior_stream.testing.broker import EmbeddedBroker
 from behavior_stream.testing.replay import Producer
 from tests.streamkit import WorkerProcess, make_checkpoint, read_topic, stream_settings, wait_until
@@ -100,6 +101,9 @@ def test_taobao_replay_end_to_end(
         for reason, n in bad_reasons.items():
             assert metrics[f'behavior_stream_invalid_events_total{{reason="{reason}"}}'] == n
         assert metrics["behavior_stream_duplicate_events_total"] == n_dup  # (3)
+        # Where the batch loop's time went: every phase is exposed, and the batches were computed.
+        loop = {p: metrics[f'behavior_stream_batch_loop_seconds_total{{phase="{p}"}}'] for p in LOOP_PHASES}
+        assert loop["compute"] > 0 and all(v >= 0 for v in loop.values())
         n_users = len({e.user_id for e in events})  # the users gauge is refreshed every 2 s
         wait_until(lambda: worker.metrics()["behavior_stream_users"] == n_users, 30, "users gauge")
 

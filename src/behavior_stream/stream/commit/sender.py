@@ -137,11 +137,17 @@ class BatchSender:
 
     async def issue_messages(self, messages: Iterable[OutMessage]) -> asyncio.Future[Any]:
         """Queue output messages (partitioned by key where no partition is given), without waiting."""
-        records = []
+        # Partition counts looked up once per topic, not awaited per message: a batch has a few
+        # thousand messages over three or four topics.
+        counts: dict[str, int] = {}
+        records: list[Record] = []
         for m in messages:
             part = m.partition
             if part is None:
-                part = partition_for(m.key, await self.partition_count(m.topic))
+                n = counts.get(m.topic)
+                if n is None:
+                    n = counts[m.topic] = await self.partition_count(m.topic)
+                part = partition_for(m.key, n)
             records.append((m.topic, part, m.key, m.value))
         return await self.issue(records)
 

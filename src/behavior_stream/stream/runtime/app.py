@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import faust
@@ -77,6 +77,42 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def stream_context(
+    settings: Settings,
+    engine: ModelEngine,
+    store: MutableMapping[bytes, bytes],
+    treatment: ModelEngine | None = None,
+) -> StreamContext:
+    """The processing core's context as the settings configure it: the worker's, and the
+    benchmark's core-alone runs (so both do the same work per event: scenario records, fresh
+    slots, feed policy)."""
+    return StreamContext(
+        engine=engine,
+        store=store,
+        input_topic=settings.input_topic,
+        repartition_topic=settings.repartition_topic,
+        representations_topic=settings.representations_topic,
+        recommendations_topic=settings.recommendations_topic,
+        dlq_topic=settings.dlq_topic,
+        top_k=settings.top_k,
+        exclude=settings.exclude,
+        late_grace_ms=settings.late_grace_ms,
+        recent_ids=settings.recent_ids,
+        trending=TrendingWindow(settings.trending_window_s * 1000),
+        treatment=treatment,
+        rank_each_event=settings.online_eval_model,
+        fresh_slots=settings.fresh_slots,
+        fresh=FreshItems(half_life_ms=settings.fresh_half_life_s * 1000),
+        split=settings.ab_split if treatment is not None else 0.0,
+        scenarios=ScenarioOptions(
+            search="search" in settings.scenario_records,
+            cart="cart" in settings.scenario_records,
+            explain=settings.explain_records,
+            cart_blend=settings.cart_blend,
+        ),
+    )
+
+
 def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | None = None) -> Runtime:
     """Create the Faust app with its topics, table, agents, timers and web views."""
     app = faust.App(
@@ -112,31 +148,7 @@ def build_app(settings: Settings, engine: ModelEngine, treatment: ModelEngine | 
         depth=settings.flush_depth,
         checkpoint=crash_hook(settings.crash_at, settings.crash_after_batches),
     )
-    ctx = StreamContext(
-        engine=engine,
-        store=committer.view,
-        input_topic=settings.input_topic,
-        repartition_topic=settings.repartition_topic,
-        representations_topic=settings.representations_topic,
-        recommendations_topic=settings.recommendations_topic,
-        dlq_topic=settings.dlq_topic,
-        top_k=settings.top_k,
-        exclude=settings.exclude,
-        late_grace_ms=settings.late_grace_ms,
-        recent_ids=settings.recent_ids,
-        trending=TrendingWindow(settings.trending_window_s * 1000),
-        treatment=treatment,
-        rank_each_event=settings.online_eval_model,
-        fresh_slots=settings.fresh_slots,
-        fresh=FreshItems(half_life_ms=settings.fresh_half_life_s * 1000),
-        split=settings.ab_split if treatment is not None else 0.0,
-        scenarios=ScenarioOptions(
-            search="search" in settings.scenario_records,
-            cart="cart" in settings.scenario_records,
-            explain=settings.explain_records,
-            cart_blend=settings.cart_blend,
-        ),
-    )
+    ctx = stream_context(settings, engine, committer.view, treatment)
     if treatment is not None:
         engine.share_vocabularies(treatment)
     metrics = StreamMetrics(settings.online_window)

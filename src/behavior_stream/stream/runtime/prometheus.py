@@ -21,6 +21,7 @@ from behavior_stream.stream.core.records import BatchStats
 ONLINE_KS = (5, 10, 20)
 BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
 SECONDS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LOOP_PHASES = ("compute", "wait_input", "wait_flush", "submit")
 PROBABILITY_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
 
@@ -93,6 +94,15 @@ class StreamMetrics:
         self.recommendations = Counter(
             "behavior_stream_recommendations", "Recommendation messages emitted", registry=r
         )
+        # Where the batch loop's wall time goes: the core (gap repair included) and the waits; the
+        # rest of the worker's CPU is the runtime (Kafka clients, Faust, web). See issue 14.
+        self.loop_seconds = Counter(
+            "behavior_stream_batch_loop_seconds",
+            "Batch loop time: computing (gap repair and the core), waiting for input, waiting for "
+            "flushes in flight (the flush_depth limit), submitting the outputs",
+            ["phase"],
+            registry=r,
+        )
         self.users = Gauge("behavior_stream_users", "Users in this worker's state", registry=r)
         v = ["variant"]
         self.model_recall = Gauge(
@@ -163,6 +173,8 @@ class StreamMetrics:
             self.events.labels(t.value)
         for reason in Reason:
             self.invalid.labels(reason.value)
+        for phase in LOOP_PHASES:
+            self.loop_seconds.labels(phase)
 
     def observe(self, stats: BatchStats, emitted_at: float | None = None) -> None:
         """Fold one batch into the metrics; `emitted_at` is when its outputs were acknowledged."""

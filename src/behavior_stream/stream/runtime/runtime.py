@@ -74,14 +74,21 @@ class Runtime:
     async def run_batches(self) -> None:
         """The batch loop: every batch the feed delivers, until it closes. A failure stops the
         worker (memory is then ahead of what was written; only a restart recovers)."""
+        seconds = self.metrics.loop_seconds
+        clock = time.perf_counter
         try:
             while True:
+                t0 = clock()
                 # Room first: a batch waits in the feed (growing) rather than computed and idle.
                 await self.committer.room()
+                t1 = clock()
                 batch = await self.feed.take()
                 if batch is None:
                     break
+                t2 = clock()
                 await self.handle(batch)
+                seconds.labels("wait_flush").inc(t1 - t0)
+                seconds.labels("wait_input").inc(t2 - t1)
         except Exception as exc:
             self.fail(exc)
             raise
@@ -98,10 +105,15 @@ class Runtime:
             self.metrics.observe(result.stats, outputs_acked_at)
 
         async with self.lock:
+            t0 = time.perf_counter()
             view = self.committer.view
             records, gap_records = await repair_gaps(batch.records, view, self.gap_reader)
             result = process_batch(records, self.ctx)
+            t1 = time.perf_counter()
             flush = await self.committer.submit(result, written)
+            t2 = time.perf_counter()
+        self.metrics.loop_seconds.labels("compute").inc(t1 - t0)
+        self.metrics.loop_seconds.labels("submit").inc(t2 - t1)
         flush.add_done_callback(self._flushed)
         return flush
 
