@@ -98,6 +98,14 @@ def _scores_at(
     return out
 
 
+def _dense(counts: Counter[int] | None, n_items: int) -> np.ndarray:
+    """(n_items,) a baseline's counts per catalog item (zeros without any)."""
+    row = np.zeros(n_items)
+    for idx, c in (counts or {}).items():
+        row[idx] = c
+    return row
+
+
 def _query_counts(train: Sequence[Event], loaded: LoadedModel) -> dict[str, Counter[int]]:
     """Per normalised query, the catalog items clicked right after it in training."""
     out: dict[str, Counter[int]] = defaultdict(Counter)
@@ -124,9 +132,7 @@ def search_scenario(
     queries = _query_counts(train, loaded)
     model, base = [], []
     for p, row in zip(preds, _scores_at(scorer, seqs, preds), strict=True):
-        counts = np.zeros(loaded.vocab.n_items)
-        for idx, c in queries.get(p.query, Counter()).items():
-            counts[idx] = c
+        counts = _dense(queries.get(p.query), loaded.vocab.n_items)
         model.append(S.set_ranks(row, p.targets))
         base.append(S.set_ranks(counts + pop, p.targets))
     return versus(
@@ -196,9 +202,7 @@ def related_scenario(
     pop = popularity_tiebreak(item_counts(train, vocab))
     model, base = [], []
     for _, i, j in pairs:
-        counts = np.zeros(vocab.n_items)
-        for other, c in co.get(i, Counter()).items():
-            counts[other] = c
+        counts = _dense(co.get(i), vocab.n_items)
         model.append(S.set_ranks(rows[i], (j,), (i,)))
         base.append(S.set_ranks(counts + pop, (j,), (i,)))
     return versus(

@@ -362,7 +362,11 @@ class SequenceModel(nn.Module):
 
     def purchase_probability(self, state: ModelState) -> Tensor:
         """P(next event is a purchase), (batch,)."""
-        return torch.sigmoid(self.purchase_logit(state.h[-1]))
+        return self.purchase_probability_of(self.representation(state))
+
+    def purchase_probability_of(self, top: Tensor) -> Tensor:
+        """P(next event is a purchase), (n,), from top states / representations (n, hidden)."""
+        return torch.sigmoid(self.purchase_logit(top))
 
     def session_purchase_probability(self, state: ModelState) -> Tensor:
         """P(a purchase in the next event's session, from the next event on), (batch,): at a session's

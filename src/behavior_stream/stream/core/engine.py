@@ -228,7 +228,7 @@ class ModelEngine:
         self, states: Sequence[UserState], excluded: Sequence[set[int]], k: int, trending: TrendingWindow
     ) -> list[UserFeed]:
         """Top-k feed and representation of each user; cold users (no catalog item yet) get trending."""
-        ms = self._to_model(states, [s.last_ts for s in states], [s.session_id for s in states])
+        ms = self.model_state(states)
         top = self.model.representation(ms)  # (n, hidden)
         items, scores = self.index.top_k(top, ms.history, ms.history_types, list(excluded), k)
         vectors = top.numpy()

@@ -1,7 +1,8 @@
 """Purchase intent as served: the model's purchase probability for the current session, calibrated.
 
-The probability comes from `SequenceModel.purchase_probability(state)` (whatever head the model
-has behind it) and is mapped through the checkpoint's Platt calibration (training/calibration.py)
+The probability comes from `SequenceModel.purchase_probability_of(representation)` (whatever
+head the model has behind it; it reads only the representation, so a batch reuses the vectors its
+feeds came from) and is mapped through the checkpoint's Platt calibration (training/calibration.py)
 when the checkpoint has one; otherwise it is served raw, marked `"none"`.
 """
 
@@ -30,7 +31,17 @@ def purchase_intents(engine: ModelEngine, states: Sequence[UserState]) -> list[P
     """The served purchase intent of each user (states under `engine`'s model)."""
     if not states:
         return []
-    raw = engine.model.purchase_probability(engine.model_state(states)).numpy()  # (n,)
+    return intents_of(engine, engine.model.representation(engine.model_state(states)).numpy())
+
+
+@torch.inference_mode()
+def intents_of(engine: ModelEngine, vectors: Sequence[np.ndarray] | np.ndarray) -> list[PurchaseIntent]:
+    """The served purchase intent from users' representations, (hidden,) each: e.g. the vectors
+    `ModelEngine.recommend` already gave, so a batch builds its model state once."""
+    if len(vectors) == 0:
+        return []
+    top = torch.from_numpy(np.stack(list(vectors)))  # (n, hidden)
+    raw = engine.model.purchase_probability_of(top).numpy()  # (n,)
     if engine.calibration is None:
         return [PurchaseIntent(round(float(p), 5), "none") for p in raw]
     calibrated = engine.calibration.apply(raw)

@@ -25,7 +25,7 @@ from behavior_stream.stream.core.fresh_items import (
     excluded_fresh,
     previous_visit,
 )
-from behavior_stream.stream.core.intent import purchase_intents
+from behavior_stream.stream.core.intent import intents_of
 from behavior_stream.stream.core.outputs import ExcludePolicy, dlq_message, excluded_items, user_messages
 from behavior_stream.stream.core.records import BatchResult, BatchStats, InputRecord, OutMessage
 from behavior_stream.stream.core.scenarios import ScenarioOptions, scenario_outputs
@@ -255,7 +255,7 @@ def _step_and_emit(
     feeds = engine.recommend(user_states, excluded, ctx.top_k, ctx.trending)
     stats.step_seconds += t1 - t0
     stats.score_seconds += time.perf_counter() - t1
-    intents = purchase_intents(engine, user_states)
+    intents = intents_of(engine, [feed.vector for feed in feeds])
     stats.intents.extend(p for p, _ in intents)
     topics = (ctx.representations_topic, ctx.recommendations_topic)
     for user, (items, scores, vector), intent in zip(users, feeds, intents, strict=True):
