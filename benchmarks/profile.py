@@ -34,10 +34,13 @@ COMPONENTS = {
     ("stream/core/state.py", "encode_state"): "state_codec",
     ("stream/core/state.py", "decode_state"): "state_codec",
     ("stream/core/outputs.py", "user_messages"): "output_build",
-    ("stream/core/engine.py", "step_users"): "_tensor",
+    # What the core's step and score timers cover (stats.step_seconds, stats.score_seconds): the
+    # step, the batch's ranking (feeds and stepped searches in one index call), the feeds.
+    ("stream/core/engine.py", "step_states"): "_tensor",
+    ("stream/core/scenarios.py", "rank_batch"): "_tensor",
     ("stream/core/engine.py", "recommend"): "_tensor",
-    # The search and cart records (their lookahead steps and scoring included): the worker's
-    # settings turn them on, so the core-alone context does too (worker_runs.core_context).
+    # The search and cart records (the cart scoring included; the searches are ranked in
+    # rank_batch): the worker's settings turn them on, so the core-alone context does too.
     ("stream/core/scenarios.py", "scenario_outputs"): "scenarios",
 }
 

@@ -53,6 +53,8 @@ def gap_features(
     a new session. Out-of-order events (negative gaps) count as simultaneous. The flag is
     `schema.sessions.is_new_session` with `config.session_gap_ms`, on session codes.
     """
+    if ts.device.type == "cpu" and prev_ts.device.type == "cpu":
+        return _gap_features_cpu(ts, prev_ts, sessions, prev_sessions, config)
     first = prev_ts < 0
     gap = (ts - prev_ts).clamp(min=0)
     seconds = gap.to(torch.float64) / 1000.0
@@ -62,6 +64,22 @@ def gap_features(
     id_change = (sessions != NO_SESSION) & (prev_sessions != NO_SESSION) & (sessions != prev_sessions)
     new_session = (first | (gap > config.session_gap_ms) | id_change).to(torch.float32)
     return bucket, new_session
+
+
+def _gap_features_cpu(
+    ts: Tensor, prev_ts: Tensor, sessions: Tensor, prev_sessions: Tensor, config: ModelConfig
+) -> tuple[Tensor, Tensor]:
+    """`gap_features` in NumPy: the same values (integer inputs, no gradient) for a fraction of the
+    per-op cost of ~20 tiny torch ops, which dominates a streaming step of a few users."""
+    t, p = ts.numpy(), prev_ts.numpy()
+    first = p < 0
+    gap = np.maximum(t - p, 0)  # (same shape as ts) ms, out-of-order = simultaneous
+    log_gap = np.floor(np.log2(1.0 + gap / 1000.0)).astype(np.int64)
+    bucket = np.where(first, 0, 1 + np.minimum(log_gap, config.n_gap_buckets - 2))
+    s, ps = sessions.numpy(), prev_sessions.numpy()
+    id_change = (s != NO_SESSION) & (ps != NO_SESSION) & (s != ps)
+    new_session = first | (gap > config.session_gap_ms) | id_change
+    return torch.from_numpy(bucket.astype(np.int64)), torch.from_numpy(new_session.astype(np.float32))
 
 
 NO_CATEGORY = 0  # events without an item (search), and padding
@@ -255,5 +273,40 @@ def encode_sequences(
 ) -> SequenceBatch:
     """Encode and pad whole event sequences (each non-empty) into one batch (`categories`: see
     `encode_arrays`)."""
-    encoded = [encode_arrays(seq, vocab, config, categories) for seq in sequences]
-    return collate([(enc, 0, len(enc)) for enc in encoded])
+    # One flat encoding sliced per sequence: the per-call cost of `encode_arrays` (a dozen
+    # NumPy conversions) is paid once per batch, not once per user; the arrays are the same.
+    enc = encode_arrays([e for seq in sequences for e in seq], vocab, config, categories)
+    lengths = np.fromiter((len(seq) for seq in sequences), np.int64, len(sequences))
+    if len(lengths) == 0 or lengths.min() < 1:
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        return collate([(enc, int(bounds[i]), int(bounds[i + 1])) for i in range(len(lengths))])  # raises
+    return _collate_flat(enc, lengths)
+
+
+def _collate_flat(enc: EncodedEvents, lengths: np.ndarray) -> SequenceBatch:
+    """`collate` of consecutive slices of one encoding with these (>= 1) lengths, without a
+    per-row loop: the same arrays, scattered by (row, position) at once."""
+    b, t = len(lengths), int(lengths.max())
+    rows = np.repeat(np.arange(b), lengths)  # (n,) each event's row
+    starts = np.cumsum(lengths) - lengths  # (b,) first event of each row
+    cols = np.arange(len(enc)) - np.repeat(starts, lengths)  # (n,) its position in the row
+    last = starts + lengths - 1  # (b,) each row's last event: what padding repeats
+
+    def padded(values: np.ndarray, fill: int | np.ndarray) -> np.ndarray:
+        out = np.empty((b, t), np.int64)  # (batch, time)
+        out[:] = fill
+        out[rows, cols] = values
+        return out
+
+    sizes = padded(np.diff(enc.query_starts), 0).reshape(-1)
+    return SequenceBatch(
+        item_inputs=torch.from_numpy(padded(enc.item_inputs, 0)),
+        catalog=torch.from_numpy(padded(enc.catalog, -1)),
+        types=torch.from_numpy(padded(enc.types, 0)),
+        query_ids=torch.from_numpy(enc.query_ids.astype(np.int64)),
+        query_offsets=torch.from_numpy(np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)),
+        ts=torch.from_numpy(padded(enc.ts, enc.ts[last][:, None])),
+        sessions=torch.from_numpy(padded(enc.sessions, enc.sessions[last][:, None])),
+        categories=torch.from_numpy(padded(enc.categories, NO_CATEGORY)),
+        lengths=torch.from_numpy(lengths.copy()),
+    )

@@ -67,6 +67,8 @@ def cart_scores(
     without partners in the table keeps the model's distribution alone.
     """
     probs = torch.softmax(model_scores, dim=1)  # (n, n_items)
+    if blend <= 0 or not table.partners:  # no basket can have partners: spare a catalog-wide sum per row
+        return probs
     n_items = probs.shape[1]
     for row, basket in enumerate(baskets):
         counts = table.scores(basket, n_items)
@@ -100,7 +102,10 @@ def cart_rankings(
             drop = sorted({*basket, *ex})
             if drop:
                 probs[row, drop] = -1.0
-            best = torch.topk(probs[row], min(k, probs.shape[1]))
-            keep = best.values >= 0
-            out.append((best.indices[keep].tolist(), best.values[keep].tolist()))
+        # One top-k over the chunk's rows (each row's is the one it would get alone).
+        best = torch.topk(probs, min(k, probs.shape[1]), dim=1)
+        values, indices = best.values.numpy(), best.indices.numpy()  # (chunk, k)
+        for row in range(values.shape[0]):
+            keep = values[row] >= 0  # dropped items (-1) only fill a short catalog
+            out.append((indices[row][keep].tolist(), values[row][keep].tolist()))
     return out

@@ -33,6 +33,17 @@ from behavior_stream.training.calibration import Platt
 log = logging.getLogger(__name__)
 
 
+class Ranking(NamedTuple):
+    """A batch's model state with its representations and item-index top-k, row i for user i:
+    what the stream's feed, intent, search and cart records all start from."""
+
+    state: ModelState
+    top: torch.Tensor  # (n, hidden) representations
+    items: np.ndarray  # (n, k') catalog indices, best first (`ItemIndex.top_k`)
+    scores: np.ndarray  # (n, k')
+    extra: int  # the HNSW candidates asked beyond k (`ItemIndex.extra`): results depend on it
+
+
 class UserFeed(NamedTuple):
     """What `recommend` gives for one user: the top-k feed and the representation it came from."""
 
@@ -172,25 +183,48 @@ class ModelEngine:
         With `ranks`, the conservative catalog rank of every event's item given the state just
         before it (the offline protocol, positions t >= 1) is appended to it.
         """
+        self.step_states(states, events, last_ts, ranks, last_session)
+        return sum(len(e) for e in events)
+
+    @torch.inference_mode()
+    def step_states(
+        self,
+        states: Sequence[UserState],
+        events: Sequence[Sequence[Event]],
+        last_ts: Sequence[int],
+        ranks: list[int] | None = None,
+        last_session: Sequence[str] | None = None,
+    ) -> ModelState:
+        """`step_users`, also giving the batched state after the step (the rows of `states`).
+
+        The states are written back as well; the returned tensors hold the same values, so the
+        stream ranks from them (`rank`) instead of building them again from the NumPy states.
+        """
         for st in states:
             self.adopt(st)
         if last_session is None:
             last_session = [st.session_id for st in states]
         before = self._to_model(states, last_ts, last_session)
-        out = None
-        if all(len(e) == 1 for e in events):
-            # The catalog map gives each event's item its category (unknown item: unknown category).
-            step_batch = encode_events([e[0] for e in events], self.vocab, self.config, self.model.categories)
-            ms = self.model.step(before, step_batch)
-        else:
-            batch = encode_sequences(events, self.vocab, self.config, self.model.categories)
-            out = self.model.forward(batch, state=before, return_state=True)
-            assert out.state is not None
-            ms = out.state
+        ms, out = self.advance(before, events)
         if ranks is not None:
             ranks.extend(self._next_item_ranks(before, out, events))
         self._from_model(ms, states)
-        return sum(len(e) for e in events)
+        return ms
+
+    @torch.inference_mode()
+    def advance(
+        self, before: ModelState, events: Sequence[Sequence[Event]]
+    ) -> tuple[ModelState, SequenceOutput | None]:
+        """The batched state after each row's events (each non-empty), and the full-sequence
+        output when the batch needed it (some row with several events); pure, like `step`."""
+        if all(len(e) == 1 for e in events):
+            # The catalog map gives each event's item its category (unknown item: unknown category).
+            step_batch = encode_events([e[0] for e in events], self.vocab, self.config, self.model.categories)
+            return self.model.step(before, step_batch), None
+        batch = encode_sequences(events, self.vocab, self.config, self.model.categories)
+        out = self.model.forward(batch, state=before, return_state=True)
+        assert out.state is not None
+        return out.state, out
 
     def _next_item_ranks(
         self, before: ModelState, out: SequenceOutput | None, events: Sequence[Sequence[Event]]
@@ -224,20 +258,35 @@ class ModelEngine:
         return ranks
 
     @torch.inference_mode()
-    def recommend(
-        self, states: Sequence[UserState], excluded: Sequence[set[int]], k: int, trending: TrendingWindow
-    ) -> list[UserFeed]:
-        """Top-k feed and representation of each user; cold users (no catalog item yet) get trending."""
-        ms = self.model_state(states)
+    def rank(self, ms: ModelState, excluded: Sequence[set[int]], k: int) -> Ranking:
+        """The item index's top-k of each row of a batched state (see `Ranking`)."""
         top = self.model.representation(ms)  # (n, hidden)
         items, scores = self.index.top_k(top, ms.history, ms.history_types, list(excluded), k)
-        vectors = top.numpy()
+        return Ranking(ms, top, items, scores, self.index.extra(excluded))
+
+    @torch.inference_mode()
+    def recommend(
+        self,
+        states: Sequence[UserState],
+        excluded: Sequence[set[int]],
+        k: int,
+        trending: TrendingWindow,
+        ranking: Ranking | None = None,
+    ) -> list[UserFeed]:
+        """Top-k feed and representation of each user; cold users (no catalog item yet) get trending.
+
+        `ranking`: `rank` of these users' current state with the same `excluded` and `k` (e.g.
+        of the state `step_states` gave), so the state is not built again.
+        """
+        if ranking is None:
+            ranking = self.rank(self.model_state(states), excluded, k)
+        vectors = ranking.top.numpy()
         feeds: list[UserFeed] = []
         for i, st in enumerate(states):
             if (st.history < 0).all():
                 feeds.append(UserFeed(*self.trending_feed(trending, k, excluded[i]), vectors[i]))
             else:
-                feeds.append(UserFeed(items[i].tolist(), scores[i].tolist(), vectors[i]))
+                feeds.append(UserFeed(ranking.items[i].tolist(), ranking.scores[i].tolist(), vectors[i]))
         return feeds
 
     def trending_feed(

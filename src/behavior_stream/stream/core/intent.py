@@ -40,7 +40,8 @@ def intents_of(engine: ModelEngine, vectors: Sequence[np.ndarray] | np.ndarray) 
     `ModelEngine.recommend` already gave, so a batch builds its model state once."""
     if len(vectors) == 0:
         return []
-    top = torch.from_numpy(np.stack(list(vectors)))  # (n, hidden)
+    stacked = vectors if isinstance(vectors, np.ndarray) else np.stack(list(vectors))
+    top = torch.from_numpy(np.ascontiguousarray(stacked))  # (n, hidden)
     raw = engine.model.purchase_probability_of(top).numpy()  # (n,)
     if engine.calibration is None:
         return [PurchaseIntent(round(float(p), 5), "none") for p in raw]

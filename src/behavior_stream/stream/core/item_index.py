@@ -9,6 +9,7 @@ so only the catalog part is approximate.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import faiss
 import numpy as np
@@ -42,14 +43,32 @@ class ItemIndex:
             self._hnsw = index
             log.info("built HNSW index over %d items", self.n_items)
 
+    @staticmethod
+    def extra(excluded: Sequence[set[int]]) -> int:
+        """The HNSW candidates `top_k` asks beyond k by default: the most exclusions of a row, so
+        every row still has k after dropping its own."""
+        return max((len(e) for e in excluded), default=0)
+
     def top_k(
-        self, top: Tensor, history: Tensor, types: Tensor, excluded: list[set[int]], k: int
+        self,
+        top: Tensor,
+        history: Tensor,
+        types: Tensor,
+        excluded: list[set[int]],
+        k: int,
+        extra: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Item indices and scores (n, k') of each row's best items, k' = min(k, n_items)."""
+        """Item indices and scores (n, k') of each row's best items, k' = min(k, n_items).
+
+        `extra` (default `extra(excluded)`): HNSW candidates asked beyond k. Each row's result
+        depends only on its own inputs and on `extra`, so a subset of a batch ranked with the
+        batch's `extra` gets the rows the whole batch would (the stream reuses rows that way).
+        """
         k = min(k, self.n_items)
         if self._hnsw is None:
             return self._exact(top, history, types, excluded, k)
-        return self._approx(top, history, types, excluded, k)
+        extra = self.extra(excluded) if extra is None else extra
+        return self._approx(top, history, types, excluded, k, extra)
 
     def _exact(
         self, top: Tensor, history: Tensor, types: Tensor, excluded: list[set[int]], k: int
@@ -67,27 +86,36 @@ class ItemIndex:
         return np.concatenate(items), np.concatenate(scores)
 
     def _approx(
-        self, top: Tensor, history: Tensor, types: Tensor, excluded: list[set[int]], k: int
+        self, top: Tensor, history: Tensor, types: Tensor, excluded: list[set[int]], k: int, extra: int
     ) -> tuple[np.ndarray, np.ndarray]:
         assert self._hnsw is not None
         model = self.model
         q = model.item_query(top, history)  # (n, item_dim)
-        extra = max((len(e) for e in excluded), default=0)
         want = min(self.n_items, k + extra)
-        q_aug = torch.cat([q, torch.ones(q.shape[0], 1)], 1).numpy().astype(np.float32)
-        _, found = self._hnsw.search(np.ascontiguousarray(q_aug), want)  # (n, want), -1 if short
-        cand = torch.cat([torch.from_numpy(found).long(), history], 1)  # (n, want + window)
-        valid = cand >= 0
-        safe = cand.clamp(min=0)
-        emb = model.item_vectors(safe)  # (n, c, dim)
+        n, dim = q.shape
+        q_aug = np.empty((n, dim + 1), np.float32)  # [q, 1] against [e_i, b_i]
+        q_aug[:, :dim] = q.numpy()
+        q_aug[:, dim] = 1.0
+        _, found = self._hnsw.search(q_aug, want)  # (n, want) int64, -1 if short
+        # Candidate bookkeeping in NumPy (integer masks, exact): cheaper than tiny torch ops.
+        cand_np = np.concatenate([found, history.numpy()], 1)  # (n, c), c = want + window
+        # A candidate can appear twice (found by HNSW and in the history): keep the first copy.
+        drop = (cand_np < 0) | np.tril(cand_np[:, :, None] == cand_np[:, None, :], -1).any(-1)
+        widest = max((len(e) for e in excluded), default=0)
+        if widest:  # one comparison for all rows' exclusions (-2 pads: never a candidate)
+            ex = np.full((n, widest), -2, np.int64)
+            for row, e in enumerate(excluded):
+                ex[row, : len(e)] = list(e)
+            drop |= (cand_np[:, :, None] == ex[:, None, :]).any(-1)
+        cand = torch.from_numpy(cand_np)
+        safe = torch.from_numpy(np.maximum(cand_np, 0))
+        # Without autograd the model caches the full catalog's output vectors: one gather of
+        # them instead of a category projection per candidate (same values).
+        cached = not torch.is_grad_enabled() and not model.training
+        emb = model.item_vectors()[safe] if cached else model.item_vectors(safe)  # (n, c, dim)
         base = torch.einsum("nd,ncd->nc", q, emb) + model.item_bias[safe]
         bonus = model.repeat_bonus(top, history, types)  # (n, window)
         base = base + ((cand[:, :, None] == history[:, None, :]) * bonus[:, None, :]).sum(-1)
-        # A candidate can appear twice (found by HNSW and in the history): keep the first copy.
-        dup = (cand[:, :, None] == cand[:, None, :]).tril(-1).any(-1)
-        base = base.masked_fill(~valid | dup, -torch.inf)
-        for row, ex in enumerate(excluded):
-            if ex:
-                base[row] = base[row].masked_fill(torch.isin(cand[row], torch.tensor(list(ex))), -torch.inf)
+        base = base.masked_fill(torch.from_numpy(drop), -torch.inf)
         best = torch.topk(base, min(k, base.shape[1]), dim=1)
         return cand.gather(1, best.indices).numpy(), best.values.numpy()

@@ -4,7 +4,9 @@ Search ("this user typed this query"), related items ("this user looked at this 
 stream's scenario records all ask the same question of the model: what would it rank next if
 these events happened now? The state is copied, stepped with the same batched `step_users` the
 stream uses, scored through the engine's item index (exact, or HNSW on large catalogs), and
-thrown away, so nothing a request asks ever reaches the stored state.
+thrown away, so nothing a request asks ever reaches the stored state. The stream's own search
+records step rows of the batch's state tensors instead (`stepped_rows`): the same state, with
+no copy or re-encoding of user states.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from behavior_stream.nn.network import ModelState
 from behavior_stream.schema.events import Event
+from behavior_stream.schema.sessions import session_code
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.state import UserState
 
@@ -56,6 +60,12 @@ def stepped_copies(
     return copies
 
 
+def kept(items: np.ndarray, scores: np.ndarray) -> Ranked:
+    """One `ItemIndex.top_k` row without its non-finite tail (as `rank_states` gives it)."""
+    keep = np.isfinite(scores)  # an excluded item can only fill a short catalog
+    return items[keep].tolist(), scores[keep].tolist()
+
+
 @torch.inference_mode()
 def rank_states(
     engine: ModelEngine,
@@ -77,8 +87,7 @@ def rank_states(
             top[sel], ms.history[sel], ms.history_types[sel], [excluded[i] for i in free], k
         )
         for row, i in enumerate(free):
-            keep = np.isfinite(scores[row])  # an excluded item can only fill a short catalog
-            out[i] = (items[row][keep].tolist(), scores[row][keep].tolist())
+            out[i] = kept(items[row], scores[row])
     for i in range(len(states)):
         cand = None if candidates is None else candidates[i]
         if cand is None:
@@ -105,3 +114,24 @@ def rank_after(
 ) -> list[Ranked]:
     """`rank_states` of copies of `states` stepped with the hypothetical `events`."""
     return rank_states(engine, stepped_copies(engine, states, events), excluded, k, candidates)
+
+
+@torch.inference_mode()
+def stepped_rows(
+    engine: ModelEngine,
+    ms: ModelState,
+    rows: Sequence[int],
+    states: Sequence[UserState],
+    events: Sequence[Sequence[Event]],
+) -> ModelState:
+    """The batched state `stepped_copies` would give for rows `rows` of `ms` (the current state
+    of `states`, aligned with `rows`, under `engine`) and their non-empty hypothetical `events`:
+    stepped from the tensors themselves, with no copy or re-encoding of the states."""
+    sel = torch.tensor(list(rows), dtype=torch.int64)
+    # last_ts/last_session as `stepped_copies` steps from: the states' own fields.
+    before = dataclasses.replace(
+        ms.select(sel),
+        last_ts=torch.tensor([st.last_ts for st in states], dtype=torch.int64),
+        last_session=torch.tensor([session_code(st.session_id) for st in states], dtype=torch.int64),
+    )
+    return engine.advance(before, events)[0]

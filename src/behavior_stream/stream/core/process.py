@@ -28,7 +28,7 @@ from behavior_stream.stream.core.fresh_items import (
 from behavior_stream.stream.core.intent import intents_of
 from behavior_stream.stream.core.outputs import ExcludePolicy, dlq_message, excluded_items, user_messages
 from behavior_stream.stream.core.records import BatchResult, BatchStats, InputRecord, OutMessage
-from behavior_stream.stream.core.scenarios import ScenarioOptions, scenario_outputs
+from behavior_stream.stream.core.scenarios import ScenarioOptions, rank_batch, scenario_outputs
 from behavior_stream.stream.core.state import UserState, decode_state, encode_state, user_key
 from behavior_stream.stream.core.trending import TrendingWindow
 
@@ -242,20 +242,21 @@ def _step_and_emit(
     user_states = [states[u] for u in users]
     t0 = time.perf_counter()
     ranks: list[int] | None = [] if ctx.rank_each_event else None
-    stats.steps += engine.step_users(
-        user_states,
-        [pending[u] for u in users],
-        [base_ts[u] for u in users],
-        ranks,
-        last_session=[base_sid[u] for u in users],
+    events = [pending[u] for u in users]
+    # The state after the step, handed on: the feeds, intents and scenario records all rank
+    # from it (one `Ranking`) instead of rebuilding it from the written-back user states.
+    ms = engine.step_states(
+        user_states, events, [base_ts[u] for u in users], ranks, last_session=[base_sid[u] for u in users]
     )
+    stats.steps += sum(len(e) for e in events)
     stats.model_ranks.extend((variant, r) for r in ranks or ())
     t1 = time.perf_counter()
     excluded = [excluded_items(ctx.exclude, st) for st in user_states]
-    feeds = engine.recommend(user_states, excluded, ctx.top_k, ctx.trending)
+    ranked = rank_batch(engine, ms, user_states, events, excluded, ctx.top_k, ctx.scenarios)
+    feeds = engine.recommend(user_states, excluded, ctx.top_k, ctx.trending, ranked.users)
     stats.step_seconds += t1 - t0
     stats.score_seconds += time.perf_counter() - t1
-    intents = intents_of(engine, [feed.vector for feed in feeds])
+    intents = intents_of(engine, ranked.users.top.numpy())  # (n, hidden): the feeds' vectors
     stats.intents.extend(p for p, _ in intents)
     topics = (ctx.representations_topic, ctx.recommendations_topic)
     for user, (items, scores, vector), intent in zip(users, feeds, intents, strict=True):
@@ -281,11 +282,12 @@ def _step_and_emit(
             engine,
             variant,
             user_states,
-            [pending[u] for u in users],
+            events,
             excluded,
             ctx.top_k,
             ctx.recommendations_topic,
             ctx.scenarios,
+            ranked,
         )
     )
     stats.recommendations += len(users)
