@@ -94,6 +94,44 @@ def test_collate_slices() -> None:
     assert batch.ts[0].tolist() == [e.ts for e in seq[3:6]]
 
 
+def test_flat_sequence_encoding_equals_collating_each_sequence() -> None:
+    # encode_sequences encodes all events once and scatters them; the general path encodes each
+    # sequence and collates the slices. Every array of the batch must be the same.
+    cats = CategoryVocab.build({"item1": "a", "item2": "b", "item5": "a"}, ["item1", "item2", "item5"])
+    vocab, config = tiny_vocab(), ModelConfig()
+    for seed in range(5):
+        seqs = sequences((7, 1, 12, 3, 1), seed=seed)
+        fast = encode_sequences(seqs, vocab, config, cats)
+        slow = collate([(enc, 0, len(enc)) for enc in (encode_arrays(s, vocab, config, cats) for s in seqs)])
+        for name in ("item_inputs", "catalog", "types", "query_ids", "query_offsets", "ts", "sessions",
+                     "categories", "lengths"):  # fmt: skip
+            assert torch.equal(getattr(fast, name), getattr(slow, name)), (seed, name)
+
+
+def test_cpu_gap_features_equal_the_tensor_ops() -> None:
+    # The NumPy path (CPU tensors) against the same rule in torch ops, on gaps around every bucket
+    # edge (powers of two seconds), negative gaps, first events and session-code changes.
+    config = ModelConfig(n_gap_buckets=12, session_gap_ms=30 * 60_000)
+    edges = [0, 1, 999, 1_000, 1_001] + [int(1000 * (2**k - 1)) + d for k in range(1, 14) for d in (-1, 0, 1)]
+    gaps = torch.tensor([*edges, -5_000, 30 * 60_000, 30 * 60_000 + 1])
+    ts = T0 + gaps
+    prev = torch.full_like(ts, T0)
+    prev[::7] = -1  # some first events
+    codes = torch.arange(len(ts)) % 3
+    prev_codes = torch.arange(len(ts)) % 2
+    bucket, new_session = gap_features(ts, prev, codes, prev_codes, config)
+    first = prev < 0
+    gap_s = (ts - prev).clamp(min=0).to(torch.float64) / 1000.0
+    expected_bucket = torch.where(
+        first, 0, 1 + torch.floor(torch.log2(1.0 + gap_s)).long().clamp(max=config.n_gap_buckets - 2)
+    )
+    changed = (codes != 0) & (prev_codes != 0) & (codes != prev_codes)
+    expected_new = first | ((ts - prev).clamp(min=0) > config.session_gap_ms) | changed
+    assert bucket.tolist() == expected_bucket.tolist()
+    assert new_session.tolist() == expected_new.float().tolist()
+    assert len(set(bucket.tolist())) >= 10  # the edges really span the buckets
+
+
 SIDE_DATA = {"item1": "shoes", "item2": "hats", "item3": "shoes", "item25": "hats", "item26": "socks"}
 
 
