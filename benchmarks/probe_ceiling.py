@@ -3,7 +3,7 @@
     python -m benchmarks.probe_ceiling --users 3000 --items 2000 --events 200000 --seed 7 \
         --test-frac 0.2 --draws 200
 
-Replays `generate`'s simulation call for call on the same RNG (asserting the very same events), keeping
+Runs `generate`'s simulation on the same RNG (asserting the very same events) with a hook that keeps
 each shopper's state (tastes, cart, recent views) and remaining event budget before every session. The
 probe examples are built as `evaluate --probes` builds them (event-unit time split, `probe_examples`).
 For each, the label session and the user's later sessions are drawn `--draws` times from a copy of that
@@ -40,7 +40,7 @@ from behavior_stream.schema.events import EVENT_TYPES, Event
 from behavior_stream.schema.sessions import SESSION_GAP_MS
 from behavior_stream.simulate.catalog import Catalog, build_catalog, default_categories
 from behavior_stream.simulate.generator import DEFAULT_START_MS, SPAN_DAYS, generate
-from behavior_stream.simulate.population import MIN_SESSION_GAP_MS, SimEvents, event_budgets, timestamps
+from behavior_stream.simulate.population import MIN_SESSION_GAP_MS, SimEvents, simulate
 from behavior_stream.simulate.shoppers import PURCHASE, Behavior, SessionSimulator, Shopper
 
 log = logging.getLogger(__name__)
@@ -57,29 +57,17 @@ class Recorded:
 
 
 def record_simulation(users: int, items: int, events: int, seed: int) -> Recorded:
-    """`generate`'s RNG calls in `generate`'s order (`build_catalog`, `population.simulate`), recording
-    a deep copy of the shopper and the user's remaining budget before each `SessionSimulator.session`."""
+    """`generate`'s steps on the same RNG (`build_catalog`, `population.simulate`), recording a deep
+    copy of the shopper and the user's remaining budget before each session (simulate's hook)."""
     rng = np.random.default_rng(seed)
     catalog = build_catalog(rng, items, default_categories(items))
-    sim = SessionSimulator(rng, catalog, Behavior())
-    cols: tuple[list[int], list[int], list[int], list[int]] = ([], [], [], [])
-    queries: list[str | None] = []
     states: dict[tuple[int, int], tuple[Shopper, int]] = {}
-    for index, budget in enumerate(event_budgets(rng, users, events).tolist()):
-        shopper = sim.new_shopper() if budget else None
-        ordinal = 0
-        while shopper is not None and budget > 0:
-            states[index, ordinal] = (copy.deepcopy(shopper), budget)
-            steps = sim.session(shopper)[:budget]
-            for kind, item, query in steps:
-                for col, value in zip(cols, (index, ordinal, kind, item), strict=True):
-                    col.append(value)
-                queries.append(query)
-            budget -= len(steps)
-            ordinal += 1
-    user, session, type_, items_ = (np.asarray(c, dtype=np.int64) for c in cols)
-    ts = timestamps(rng, user, session, type_, DEFAULT_START_MS, SPAN_DAYS * 86_400_000)
-    return Recorded(SimEvents(user, session, type_, items_, queries, ts), catalog, states)
+
+    def keep(user: int, ordinal: int, shopper: Shopper, left: int) -> None:
+        states[user, ordinal] = (copy.deepcopy(shopper), left)
+
+    sim = simulate(rng, catalog, users, events, DEFAULT_START_MS, SPAN_DAYS * 86_400_000, on_session=keep)
+    return Recorded(sim, catalog, states)
 
 
 def sim_rows(rec: Recorded) -> list[Row]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from behavior_stream.schema.events import TYPE_INDEX, EventType
 from behavior_stream.simulate.catalog import Catalog
-from behavior_stream.simulate.shoppers import Behavior, SessionSimulator
+from behavior_stream.simulate.shoppers import Behavior, SessionSimulator, Shopper
 
 # Median pause before an event of each type, in seconds: reading a page, pressing a button, paying.
 _MEDIAN_PAUSE_S = np.zeros(len(TYPE_INDEX))
@@ -80,9 +81,13 @@ def simulate(
     start_ms: int,
     span_ms: int,
     behavior: Behavior | None = None,
+    on_session: Callable[[int, int, Shopper, int], None] | None = None,
 ) -> SimEvents:
     """Exactly `n_events` events of up to `n_users` shoppers; a user's last session is cut short
-    when it would exceed the user's share of events."""
+    when it would exceed the user's share of events.
+
+    `on_session(user, ordinal, shopper, events_left)` is called before each session is drawn, with
+    the live shopper (copy it to keep it): what benchmarks/probe_ceiling.py re-simulates from."""
     sim = SessionSimulator(rng, catalog, behavior or Behavior())
     users: list[int] = []
     sessions: list[int] = []
@@ -93,6 +98,8 @@ def simulate(
         shopper = sim.new_shopper() if budget else None
         ordinal = 0
         while shopper is not None and budget > 0:
+            if on_session is not None:
+                on_session(index, ordinal, shopper, budget)
             steps = sim.session(shopper)[:budget]
             users.extend([index] * len(steps))
             sessions.extend([ordinal] * len(steps))
