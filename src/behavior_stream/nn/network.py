@@ -308,11 +308,16 @@ class SequenceModel(nn.Module):
                 return emb
             if not (self.training or torch.is_grad_enabled()):
                 return self._cached_vectors()
-            return emb + self.category_out(self.category_emb(self.item_category))
+            return self._catalog_vectors()
         emb = self.item_emb(rows)
         if self.category_out is None or self.category_emb is None:
             return emb
         return emb + self.category_out(self.category_emb(self.item_category[rows]))
+
+    def _catalog_vectors(self) -> Tensor:
+        """(n_items, item_dim) item embeddings plus their categories' projected embeddings."""
+        assert self.category_out is not None and self.category_emb is not None
+        return self.item_emb.weight[: self.n_items] + self.category_out(self.category_emb(self.item_category))
 
     def _cached_vectors(self) -> Tensor:
         """The full catalog's output vectors for inference, recomputed only when a weight they
@@ -325,8 +330,7 @@ class SequenceModel(nn.Module):
         key = tuple((id(w), -1 if w.is_inference() else w._version) for w in weights)
         if self._vectors_key != key:
             with torch.no_grad():
-                cats = self.category_emb(self.item_category)
-                self._vectors = self.item_emb.weight[: self.n_items] + self.category_out(cats)
+                self._vectors = self._catalog_vectors()
             self._vectors_key = key
         assert self._vectors is not None
         return self._vectors

@@ -101,7 +101,7 @@ class ItemIndex:
         cand_np = np.concatenate([found, history.numpy()], 1)  # (n, c), c = want + window
         # A candidate can appear twice (found by HNSW and in the history): keep the first copy.
         drop = (cand_np < 0) | np.tril(cand_np[:, :, None] == cand_np[:, None, :], -1).any(-1)
-        widest = max((len(e) for e in excluded), default=0)
+        widest = self.extra(excluded)  # these rows' most exclusions: the pad width
         if widest:  # one comparison for all rows' exclusions (-2 pads: never a candidate)
             ex = np.full((n, widest), -2, np.int64)
             for row, e in enumerate(excluded):
