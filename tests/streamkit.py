@@ -96,13 +96,19 @@ def latest_representations(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def make_checkpoint(
-    path: Path, items: list[str], seed: int, cell: str = "gru", categories: dict[str, str] | None = None
+    path: Path,
+    items: list[str],
+    seed: int,
+    cell: str = "gru",
+    categories: dict[str, str] | None = None,
+    cosine_scale: float = 0.0,
 ) -> Path:
     """An untrained model over `items` (random weights from `seed`): enough for stream mechanics.
-    With `categories` (item -> category) the model reads them and scores with category output vectors."""
+    With `categories` (item -> category) the model reads them and scores with category output vectors;
+    with `cosine_scale`, by scaled cosine similarity."""
     torch.manual_seed(seed)
     vocab = ItemVocab(tuple(items), n_oov_buckets=64)
-    config = ModelConfig(cell=cell, hidden_size=32, item_dim=32, repeat_window=8)  # type: ignore[arg-type]
+    config = ModelConfig(cell=cell, hidden_size=32, item_dim=32, repeat_window=8, cosine_scale=cosine_scale)  # type: ignore[arg-type]
     cats = CategoryVocab.build(categories, items) if categories else None
     model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats, vocab.items)
     if model.category_out is not None:

@@ -15,7 +15,14 @@ from behavior_stream.schema.events import Event
 from behavior_stream.simulate.generator import generate
 from behavior_stream.training.config import TrainConfig
 from behavior_stream.training.loop import EpochStats, train_model
-from behavior_stream.training.tune import N_NEGATIVES, NEGATIVES, run_study, trial_rows, tuning_events
+from behavior_stream.training.tune import (
+    COSINE_SCALES,
+    N_NEGATIVES,
+    NEGATIVES,
+    run_study,
+    trial_rows,
+    tuning_events,
+)
 
 FAST = TrainConfig(batch_size=64, max_len=40, burn_in=10, progress=False, threads=1)
 
@@ -85,6 +92,7 @@ def test_search_picks_the_best_trial_and_negatives_only_when_sampled() -> None:
     assert result.train.n_negatives == best["n_negatives"] and result.train.lr == best["lr"]
     assert result.train.negatives == best["negatives"] and result.train.weight_decay == best["weight_decay"]
     assert result.model.hidden_size == best["hidden_size"] and result.model.dropout == best["dropout"]
+    assert result.model.cosine_scale == best["cosine_scale"] and best["cosine_scale"] in COSINE_SCALES
     assert result.train.valid_frac == FAST.valid_frac and result.train.test_frac == FAST.test_frac
     full = run_study(events(), ModelConfig(), FAST, n_trials=1, budget_s=60, max_epochs=1)
     assert not {"n_negatives", "negatives"} & set(full.study.best_trial.params)

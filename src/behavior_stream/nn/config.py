@@ -43,6 +43,9 @@ class ModelConfig:
     # index holds) adds a projection of its category's embedding: items seen a few times share
     # what their category learned (nn/network.py `item_vectors`).
     category_output: bool = True
+    # 0: queries score items by dot product. > 0: by cosine similarity times this scale (unit
+    # query and item vectors, as NISER does), the item bias still added.
+    cosine_scale: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -72,6 +75,8 @@ class ModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not self.cosine_scale >= 0.0:
+            raise ValueError(f"cosine_scale must be >= 0 (0: dot product), got {self.cosine_scale}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

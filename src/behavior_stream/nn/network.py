@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from behavior_stream.nn.config import ModelConfig
@@ -301,30 +302,38 @@ class SequenceModel(nn.Module):
 
     def item_vectors(self, rows: Tensor | None = None) -> Tensor:
         """Output vectors of catalog items (len(rows) or n_items, item_dim), what queries are scored
-        against: the item embedding, plus its category's projected embedding with `category_output`."""
+        against: the item embedding, plus its category's projected embedding with `category_output`,
+        unit length with `cosine_scale`."""
         if rows is None:
-            emb = self.item_emb.weight[: self.n_items]
-            if self.category_out is None or self.category_emb is None:
-                return emb
+            if self.category_out is None and not self.config.cosine_scale:
+                return self.item_emb.weight[: self.n_items]
             if not (self.training or torch.is_grad_enabled()):
                 return self._cached_vectors()
             return self._catalog_vectors()
+        if (self.category_out is not None or self.config.cosine_scale) and not (
+            self.training or torch.is_grad_enabled()
+        ):
+            return self._cached_vectors()[rows]  # a gather, not a projection per row
         emb = self.item_emb(rows)
-        if self.category_out is None or self.category_emb is None:
-            return emb
-        return emb + self.category_out(self.category_emb(self.item_category[rows]))
+        if self.category_out is not None and self.category_emb is not None:
+            emb = emb + self.category_out(self.category_emb(self.item_category[rows]))
+        return F.normalize(emb, dim=-1) if self.config.cosine_scale else emb
 
     def _catalog_vectors(self) -> Tensor:
-        """(n_items, item_dim) item embeddings plus their categories' projected embeddings."""
-        assert self.category_out is not None and self.category_emb is not None
-        return self.item_emb.weight[: self.n_items] + self.category_out(self.category_emb(self.item_category))
+        """(n_items, item_dim) item embeddings plus their categories' projected embeddings (with
+        `category_output`), normalised (with `cosine_scale`)."""
+        emb = self.item_emb.weight[: self.n_items]
+        if self.category_out is not None and self.category_emb is not None:
+            emb = emb + self.category_out(self.category_emb(self.item_category))
+        return F.normalize(emb, dim=-1) if self.config.cosine_scale else emb
 
     def _cached_vectors(self) -> Tensor:
         """The full catalog's output vectors for inference, recomputed only when a weight they
         depend on changed (in-place updates and `load_state_dict` bump a tensor's `_version`), so
-        the stream does not pay the category projection per batch."""
-        assert self.category_out is not None and self.category_emb is not None
-        weights = (self.item_emb.weight, self.category_emb.weight, self.category_out.weight)
+        the stream does not pay the category projection or the normalisation per batch."""
+        weights = [self.item_emb.weight]
+        if self.category_out is not None and self.category_emb is not None:
+            weights += [self.category_emb.weight, self.category_out.weight]
         # Weights made under inference mode keep no version counter; `load_state_dict` (the way
         # such weights change) clears the key itself.
         key = tuple((id(w), -1 if w.is_inference() else w._version) for w in weights)
@@ -347,7 +356,12 @@ class SequenceModel(nn.Module):
         (n, hidden) and history windows (n, window) whose last slot is the latest event."""
         last = history[:, -1]  # (n,) -1 after a search or an OOV item: no shortcut then
         shortcut = self.last_item(self.item_vectors(last.clamp(min=0))) * (last >= 0)[:, None]
-        return self.out_proj(self.dropout(top)) + shortcut
+        query = self.out_proj(self.dropout(top)) + shortcut
+        if self.config.cosine_scale:
+            # Cosine similarity times a fixed scale (NISER): popular items cannot win on vector length
+            # alone; popularity stays in the item bias.
+            return self.config.cosine_scale * F.normalize(query, dim=-1)
+        return query
 
     def score_hidden(self, top: Tensor, history: Tensor, history_types: Tensor) -> Tensor:
         """Catalog scores (n, n_items) from top states (n, hidden) and their history windows."""

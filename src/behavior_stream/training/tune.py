@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 HIDDEN_SIZES = (32, 64, 96, 128, 192)
 ITEM_DIMS = (16, 32, 64, 128)
 BATCH_SIZES = (32, 64, 128, 256)
+# 0 = dot-product scores; otherwise scaled cosine (ModelConfig.cosine_scale). 8 won on YooChoose.
+COSINE_SCALES = (0.0, 5.0, 8.0, 12.0)
 # Searched only when the catalog is too big for a full softmax: how many negatives, from which proposal.
 N_NEGATIVES = (512, 1024, 2048, 4096)
 NEGATIVES = ("uniform", "popularity")
@@ -96,6 +98,7 @@ def suggest(trial: optuna.Trial, max_epochs: int, sampled: bool) -> tuple[dict[s
         "hidden_size": trial.suggest_categorical("hidden_size", HIDDEN_SIZES),
         "item_dim": trial.suggest_categorical("item_dim", ITEM_DIMS),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "cosine_scale": trial.suggest_categorical("cosine_scale", COSINE_SCALES),
     }
     train: dict[str, Any] = {
         "lr": trial.suggest_float("lr", 1e-3, 5e-2, log=True),
