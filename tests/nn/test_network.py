@@ -165,3 +165,31 @@ def test_initial_state_is_empty() -> None:
 def test_model_rejects_inconsistent_sizes() -> None:
     with pytest.raises(ValueError, match="n_inputs"):
         SequenceModel(small_model(tiny_vocab()).config, n_items=10, n_inputs=10)
+
+
+@pytest.mark.parametrize(("cell", "layers"), CELLS)
+def test_the_fused_cell_step_equals_the_recurrent_module(cell: str, layers: int) -> None:
+    """`step` (eval) runs `torch.gru_cell` / `lstm_cell` on the module's weights: GRU bit for bit
+    what the module returns for a one-step sequence, LSTM within float rounding."""
+    model = small_model(tiny_vocab(), cell=cell, num_layers=layers)
+    gen = torch.Generator().manual_seed(0)
+    n, in_dim = 5, model.rnn.input_size
+    state = model.initial_state(n)
+    state = ModelState(
+        h=torch.randn(state.h.shape, generator=gen),
+        c=None if state.c is None else torch.randn(state.c.shape, generator=gen),
+        last_ts=state.last_ts,
+        last_session=state.last_session,
+        history=state.history,
+        history_types=state.history_types,
+    )
+    x = torch.randn(n, in_dim, generator=gen)
+    with torch.inference_mode():
+        _, h_cell, c_cell = model._cell_step(x, state)
+        _, h_mod, c_mod = model._run(x[:, None], state)
+    if cell == "gru":
+        assert torch.equal(h_cell, h_mod) and c_cell is None and c_mod is None
+    else:
+        assert c_cell is not None and c_mod is not None
+        assert (h_cell - h_mod).abs().max() <= 1e-6 and (c_cell - c_mod).abs().max() <= 1e-6
+    assert h_mod.abs().max() > 0.01  # a real state, not zeros
