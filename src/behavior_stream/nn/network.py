@@ -17,7 +17,12 @@ projection of the item's category embedding with side data), plus an item bias, 
 repeat bonus for every item in the user's last `repeat_window` events: a function of the state,
 the history event's type and its recency, added with `scatter_add` (an item seen several times
 collects several bonuses). The history window is part of the `ModelState`, so the streaming
-step and the batch forward score identically.
+step and the batch forward score identically. With `cosine_scale` the query and the output
+vectors are unit length and their product is scaled (a scaled cosine; the bias and the bonus
+are added as before).
+
+`step` runs the recurrent cell through the fused one-step ops (`_cell_step`), `forward` through
+the module over whole sequences; both read the same weights.
 """
 
 from __future__ import annotations
