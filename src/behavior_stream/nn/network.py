@@ -333,16 +333,13 @@ class SequenceModel(nn.Module):
         """Output vectors of catalog items (len(rows) or n_items, item_dim), what queries are scored
         against: the item embedding, plus its category's projected embedding with `category_output`,
         unit length with `cosine_scale`."""
+        derived = self.category_out is not None or bool(self.config.cosine_scale)
+        if derived and not (self.training or torch.is_grad_enabled()):
+            # Inference: the cached catalog vectors, gathered (no projection per row).
+            vectors = self._cached_vectors()
+            return vectors if rows is None else vectors[rows]
         if rows is None:
-            if self.category_out is None and not self.config.cosine_scale:
-                return self.item_emb.weight[: self.n_items]
-            if not (self.training or torch.is_grad_enabled()):
-                return self._cached_vectors()
             return self._catalog_vectors()
-        if (self.category_out is not None or self.config.cosine_scale) and not (
-            self.training or torch.is_grad_enabled()
-        ):
-            return self._cached_vectors()[rows]  # a gather, not a projection per row
         emb = self.item_emb(rows)
         if self.category_out is not None and self.category_emb is not None:
             emb = emb + self.category_out(self.category_emb(self.item_category[rows]))

@@ -109,10 +109,8 @@ class ItemIndex:
             drop |= (cand_np[:, :, None] == ex[:, None, :]).any(-1)
         cand = torch.from_numpy(cand_np)
         safe = torch.from_numpy(np.maximum(cand_np, 0))
-        # Without autograd the model caches the full catalog's output vectors: one gather of
-        # them instead of a category projection per candidate (same values).
-        cached = not torch.is_grad_enabled() and not model.training
-        emb = model.item_vectors()[safe] if cached else model.item_vectors(safe)  # (n, c, dim)
+        # Without autograd this is a gather of the model's cached catalog vectors.
+        emb = model.item_vectors(safe)  # (n, c, dim)
         base = torch.einsum("nd,ncd->nc", q, emb) + model.item_bias[safe]
         bonus = model.repeat_bonus(top, history, types)  # (n, window)
         base = base + ((cand[:, :, None] == history[:, None, :]) * bonus[:, None, :]).sum(-1)
