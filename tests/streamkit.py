@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import torch
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -16,6 +17,7 @@ from behavior_stream.nn.checkpoint import save_checkpoint
 from behavior_stream.nn.config import ModelConfig
 from behavior_stream.nn.features import CategoryVocab
 from behavior_stream.nn.network import SequenceModel
+from behavior_stream.nn.rules import fit_rules
 from behavior_stream.schema.vocab import ItemVocab
 from behavior_stream.stream.runtime.kafka import client_options
 from behavior_stream.stream.runtime.settings import Settings
@@ -102,17 +104,30 @@ def make_checkpoint(
     cell: str = "gru",
     categories: dict[str, str] | None = None,
     cosine_scale: float = 0.0,
+    rules_weight: float = 0.0,
 ) -> Path:
     """An untrained model over `items` (random weights from `seed`): enough for stream mechanics.
     With `categories` (item -> category) the model reads them and scores with category output vectors;
-    with `cosine_scale`, by scaled cosine similarity."""
+    with `cosine_scale`, by scaled cosine similarity; with `rules_weight`, sequential rules fitted
+    on random sequences over the items are added."""
     torch.manual_seed(seed)
     vocab = ItemVocab(tuple(items), n_oov_buckets=64)
-    config = ModelConfig(cell=cell, hidden_size=32, item_dim=32, repeat_window=8, cosine_scale=cosine_scale)  # type: ignore[arg-type]
+    config = ModelConfig(
+        cell=cell,  # type: ignore[arg-type]
+        hidden_size=32,
+        item_dim=32,
+        repeat_window=8,
+        cosine_scale=cosine_scale,
+        rules_weight=rules_weight,
+    )
     cats = CategoryVocab.build(categories, items) if categories else None
     model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats, vocab.items)
     if model.category_out is not None:
         # An untrained projection is near zero; make the category term matter, as training does.
         torch.nn.init.normal_(model.category_out.weight, std=0.5)
+    if rules_weight > 0:
+        rng = np.random.default_rng(seed)
+        walks = [rng.integers(0, vocab.n_items, 12) for _ in range(4 * vocab.n_items)]
+        model.set_rules(*fit_rules(walks, vocab.n_items, config.rules_window, config.rules_neighbours))
     save_checkpoint(path, model, vocab, {"seed": seed, "note": "untrained test model"}, categories)
     return path

@@ -19,6 +19,7 @@ from behavior_stream.training.tune import (
     COSINE_SCALES,
     N_NEGATIVES,
     NEGATIVES,
+    RULES_WEIGHTS,
     run_study,
     trial_rows,
     tuning_events,
@@ -93,6 +94,7 @@ def test_search_picks_the_best_trial_and_negatives_only_when_sampled() -> None:
     assert result.train.negatives == best["negatives"] and result.train.weight_decay == best["weight_decay"]
     assert result.model.hidden_size == best["hidden_size"] and result.model.dropout == best["dropout"]
     assert result.model.cosine_scale == best["cosine_scale"] and best["cosine_scale"] in COSINE_SCALES
+    assert result.model.rules_weight == best["rules_weight"] and best["rules_weight"] in RULES_WEIGHTS
     assert result.train.valid_frac == FAST.valid_frac and result.train.test_frac == FAST.test_frac
     full = run_study(events(), ModelConfig(), FAST, n_trials=1, budget_s=60, max_epochs=1)
     assert not {"n_negatives", "negatives"} & set(full.study.best_trial.params)

@@ -46,6 +46,15 @@ class ModelConfig:
     # 0: queries score items by dot product. > 0: by cosine similarity times this scale (unit
     # query and item vectors, as NISER does), the item bias still added.
     cosine_scale: float = 0.0
+    # Sequential rules (nn/rules.py): > 0 adds `rules_weight * log1p(rules_sharpness * share)` to
+    # the followers of the user's last `rules_recent` items, from a table of each item's
+    # `rules_neighbours` strongest followers within `rules_window` events in the training split.
+    # 0: no table, no term.
+    rules_weight: float = 0.0
+    rules_sharpness: float = 300.0
+    rules_recent: int = 3
+    rules_neighbours: int = 20
+    rules_window: int = 10
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -62,6 +71,9 @@ class ModelConfig:
             "session_gap_ms",
             "repeat_window",
             "repeat_dim",
+            "rules_recent",
+            "rules_neighbours",
+            "rules_window",
         )
         for name in positive:
             value = getattr(self, name)
@@ -77,6 +89,15 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if not self.cosine_scale >= 0.0:
             raise ValueError(f"cosine_scale must be >= 0 (0: dot product), got {self.cosine_scale}")
+        if not self.rules_weight >= 0.0:
+            raise ValueError(f"rules_weight must be >= 0 (0: no rules), got {self.rules_weight}")
+        if not self.rules_sharpness > 0.0:
+            raise ValueError(f"rules_sharpness must be > 0, got {self.rules_sharpness}")
+        if self.rules_recent > self.repeat_window:
+            raise ValueError(
+                f"rules_recent ({self.rules_recent}) reads the history window: at most repeat_window "
+                f"({self.repeat_window})"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

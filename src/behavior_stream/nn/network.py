@@ -19,7 +19,8 @@ the history event's type and its recency, added with `scatter_add` (an item seen
 collects several bonuses). The history window is part of the `ModelState`, so the streaming
 step and the batch forward score identically. With `cosine_scale` the query and the output
 vectors are unit length and their product is scaled (a scaled cosine; the bias and the bonus
-are added as before).
+are added as before). With `rules_weight`, a fixed sequential-rules term (`nn.rules`) is added
+to the followers of the latest items.
 
 `step` runs the recurrent cell through the fused one-step ops (`_cell_step`), `forward` through
 the module over whole sequences; both read the same weights.
@@ -39,6 +40,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 from behavior_stream.nn.config import ModelConfig
 from behavior_stream.nn.features import CategoryVocab, EventBatch, SequenceBatch, gap_features
 from behavior_stream.nn.heads import AuxHeads
+from behavior_stream.nn.rules import rules_term
 from behavior_stream.schema.events import EVENT_TYPES
 
 
@@ -123,6 +125,8 @@ class SequenceModel(nn.Module):
     """Recurrent next-item model over behavior events; see the module docstring."""
 
     item_category: Tensor  # (n_items,) category rows of the catalog; only with `category_out`
+    rule_followers: Tensor  # (n_items, rules_neighbours) int64, -1 padded; only with `rules_weight`
+    rule_weights: Tensor  # (n_items, rules_neighbours) float32
 
     def __init__(
         self,
@@ -186,6 +190,11 @@ class SequenceModel(nn.Module):
             rows = [self.categories.index(item) for item in catalog]
             # Derived from the categories and the catalog, both in the checkpoint: not a weight.
             self.register_buffer("item_category", torch.tensor(rows, dtype=torch.int64), persistent=False)
+        if config.rules_weight > 0:
+            # Fitted on the training split (`set_rules`), saved with the weights: not learned.
+            shape = (n_items, config.rules_neighbours)
+            self.register_buffer("rule_followers", torch.full(shape, -1, dtype=torch.int64))
+            self.register_buffer("rule_weights", torch.zeros(shape, dtype=torch.float32))
 
     # -- state ---------------------------------------------------------------------------------
     def initial_state(self, n: int) -> ModelState:
@@ -389,12 +398,39 @@ class SequenceModel(nn.Module):
             return self.config.cosine_scale * F.normalize(query, dim=-1)
         return query
 
-    def score_hidden(self, top: Tensor, history: Tensor, history_types: Tensor) -> Tensor:
-        """Catalog scores (n, n_items) from top states (n, hidden) and their history windows."""
+    def set_rules(self, followers: Tensor, weights: Tensor) -> None:
+        """Install a fitted rule table (`nn.rules.fit_rules`, (n_items, rules_neighbours) each)."""
+        if self.config.rules_weight <= 0:
+            raise RuntimeError("this model has no rules (ModelConfig.rules_weight is 0)")
+        with torch.no_grad():
+            self.rule_followers.copy_(followers)
+            self.rule_weights.copy_(weights)
+
+    def rules(self, history: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The sequential rules' term (`nn.rules.rules_term`): items (n, L) and values (n, L) to add
+        to their scores, from history windows (n, window); None for a model without rules."""
+        cfg = self.config
+        if cfg.rules_weight <= 0:
+            return None
+        return rules_term(
+            self.rule_followers, self.rule_weights, history, cfg.rules_recent, cfg.rules_weight,
+            cfg.rules_sharpness,
+        )  # fmt: skip
+
+    def score_hidden(
+        self, top: Tensor, history: Tensor, history_types: Tensor, with_rules: bool = True
+    ) -> Tensor:
+        """Catalog scores (n, n_items) from top states (n, hidden) and their history windows; the
+        rules' term included unless `with_rules` is off (the training loss)."""
         base = torch.addmm(self.item_bias, self.item_query(top, history), self.item_vectors().T)
         bonus = self.repeat_bonus(top, history, history_types)  # (n, window)
         # In place: addmm's backward does not need its output, so no (n, n_items) copy is made.
-        return base.scatter_add_(1, history.clamp(min=0), bonus)
+        base = base.scatter_add_(1, history.clamp(min=0), bonus)
+        term = self.rules(history) if with_rules else None
+        if term is not None:
+            items, values = term  # -1 items carry 0: adding at column 0 changes nothing
+            base = base.scatter_add_(1, items.clamp(min=0), values)
+        return base
 
     def purchase_logit(self, top: Tensor) -> Tensor:
         """Logit (n,) that the next event is a purchase."""

@@ -25,8 +25,9 @@ from behavior_stream.evaluation.ranking import next_item_targets, rank_targets
 from behavior_stream.evaluation.scenarios import bought_together
 from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.nn.config import ModelConfig
-from behavior_stream.nn.features import CategoryVocab, encode_arrays
+from behavior_stream.nn.features import CategoryVocab, EncodedEvents, encode_arrays
 from behavior_stream.nn.network import SequenceModel
+from behavior_stream.nn.rules import fit_rules
 from behavior_stream.schema.events import Event
 from behavior_stream.schema.vocab import ItemVocab
 from behavior_stream.training.batching import TrainBatch, iterate_batches, make_windows, target_counts
@@ -152,6 +153,15 @@ def _log_epoch(stats: EpochStats, k: int) -> None:
     )  # fmt: skip
 
 
+def _fit_rules(
+    encoded: Sequence[EncodedEvents], vocab: ItemVocab, config: ModelConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sequential-rules table (`nn.rules.fit_rules`) of encoded user sequences."""
+    return fit_rules(
+        (e.catalog for e in encoded), vocab.n_items, config.rules_window, config.rules_neighbours
+    )
+
+
 def train_model(
     events: list[Event],
     config: ModelConfig,
@@ -191,6 +201,9 @@ def train_model(
              len(train), len(valid), len(test), vocab.n_items, len(windows))  # fmt: skip
 
     model = SequenceModel(config, vocab.n_items, vocab.n_inputs, cats, vocab.items)
+    if config.rules_weight > 0:
+        # Before training, so validation (and the epoch it picks) ranks as the stream will.
+        model.set_rules(*_fit_rules(encoded, vocab, config))
     optimizer, schedule = make_optimizer(model.parameters(), cfg)
     average = WeightAverage(model.parameters(), cfg.ema_decay) if cfg.ema_decay > 0 else None
     item_loss = NextItemLoss.build(cfg, target_counts(encoded, vocab.n_items))
@@ -227,6 +240,11 @@ def train_model(
             break
     assert best is not None
     model.load_state_dict(best[3])
+    if config.rules_weight > 0:
+        # Refitted on train + validation, the history at test time (as the catalog is); the
+        # validation figures above are those of the train-only table.
+        both = group_by_user([*train, *valid]).values()
+        model.set_rules(*_fit_rules([encode_arrays(seq, vocab, config, cats) for seq in both], vocab, config))
     test_figures = rank_metrics(scorer, eval_sequences([*train, *valid], test), cfg.k) if test else None
     metadata = {
         "dataset": dataset or {},

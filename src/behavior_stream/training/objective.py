@@ -1,7 +1,9 @@
 """Training losses: next-item softmax (full in chunks, or sampled) with the repeat bonus, and purchase BCE.
 
 Both next-item losses score exactly what `SequenceModel.score_hidden` ranks at inference:
-item query . item embedding + item bias + the summed repeat bonus of the item's history slots.
+item query . item embedding + item bias + the summed repeat bonus of the item's history slots,
+without the fixed sequential-rules term (`nn.rules`: fitted on these very transitions, so the
+network would learn to lean on rules that count its own targets).
 The sampled one draws its negatives uniformly or by popularity (count ** alpha, as GRU4Rec's
 `sample_alpha`) and corrects their logits by log(expected draws) (logQ), so with many samples it
 approaches the exact softmax (tests/training/test_objective.py measures how close).
@@ -40,7 +42,7 @@ def full_softmax_loss(
     """
 
     def chunk_loss(top_c: Tensor, history_c: Tensor, types_c: Tensor, targets_c: Tensor) -> Tensor:
-        logits = model.score_hidden(top_c, history_c, types_c)  # (chunk, n_items)
+        logits = model.score_hidden(top_c, history_c, types_c, with_rules=False)  # (chunk, n_items)
         return F.cross_entropy(logits, targets_c, reduction="sum")
 
     recompute = torch.is_grad_enabled() and len(targets) * model.n_items > max_elements

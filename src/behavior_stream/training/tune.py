@@ -32,6 +32,7 @@ ITEM_DIMS = (16, 32, 64, 128)
 BATCH_SIZES = (32, 64, 128, 256)
 # 0 = dot-product scores; otherwise scaled cosine (ModelConfig.cosine_scale). 8 won on YooChoose.
 COSINE_SCALES = (0.0, 5.0, 8.0, 12.0)
+RULES_WEIGHTS = (0.0, 0.5, 0.75, 1.0)  # the sequential-rules term (nn/rules.py); 0 = none
 # Searched only when the catalog is too big for a full softmax: how many negatives, from which proposal.
 N_NEGATIVES = (512, 1024, 2048, 4096)
 NEGATIVES = ("uniform", "popularity")
@@ -99,6 +100,7 @@ def suggest(trial: optuna.Trial, max_epochs: int, sampled: bool) -> tuple[dict[s
         "item_dim": trial.suggest_categorical("item_dim", ITEM_DIMS),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "cosine_scale": trial.suggest_categorical("cosine_scale", COSINE_SCALES),
+        "rules_weight": trial.suggest_categorical("rules_weight", RULES_WEIGHTS),
     }
     train: dict[str, Any] = {
         "lr": trial.suggest_float("lr", 1e-3, 5e-2, log=True),

@@ -12,16 +12,18 @@ from behavior_stream.stream.core.engine import ModelEngine
 from tests.streamkit import make_checkpoint
 
 
-@pytest.fixture(scope="module", params=["items", "categories", "cosine"])
+@pytest.fixture(scope="module", params=["items", "categories", "cosine", "rules"])
 def checkpoint(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
     """A model over 5,000 items; "categories": one that adds its 50 categories to the items' output
     vectors, which the HNSW index then holds; "cosine": one that scores by scaled cosine similarity
-    (unit vectors in the index, the bias folded in as with dot products)."""
+    (unit vectors in the index, the bias folded in as with dot products); "rules": one with a
+    sequential-rules term strong enough to reorder the top 20 (its followers join the candidates)."""
     items = [f"item-{i}" for i in range(5000)]
     side = {item: f"c{i % 50}" for i, item in enumerate(items)} if request.param == "categories" else None
     scale = 8.0 if request.param == "cosine" else 0.0
     path = tmp_path_factory.mktemp("idx") / "m.pt"
-    return make_checkpoint(path, items, seed=3, categories=side, cosine_scale=scale)
+    rules = 3.0 if request.param == "rules" else 0.0
+    return make_checkpoint(path, items, seed=3, categories=side, cosine_scale=scale, rules_weight=rules)
 
 
 def queries(engine: ModelEngine, n: int = 64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
+from behavior_stream.nn.rules import term_at
 from behavior_stream.schema.events import EVENT_TYPES, Event, EventType, make_event
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.lookahead import stepped_copies
@@ -66,7 +67,9 @@ def item_scores(
     cols = torch.tensor(items, dtype=torch.int64)
     base = model.item_query(top, history) @ model.item_vectors(cols).T + model.item_bias[cols]  # (n, k)
     bonus = model.repeat_bonus(top, history, types)  # (n, window)
-    return base + ((history[:, :, None] == cols[None, None, :]) * bonus[:, :, None]).sum(1)
+    base = base + ((history[:, :, None] == cols[None, None, :]) * bonus[:, :, None]).sum(1)
+    rules = model.rules(history)
+    return base if rules is None else base + term_at(*rules, cols.expand(len(top), -1))
 
 
 def explain(

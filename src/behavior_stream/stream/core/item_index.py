@@ -2,8 +2,9 @@
 
 The model's score is `q . e_i + b_i` plus a repeat bonus on the user's recent items. The
 approximate path folds the bias into the vectors (`[q, 1] . [e_i, b_i]`), asks HNSW for a few
-more candidates than K, adds the user's history items, and re-scores that small set exactly,
-so only the catalog part is approximate.
+more candidates than K, adds the user's history items (and, with sequential rules, the followers
+the rules' term lifts), and re-scores that small set exactly, so only the catalog part is
+approximate.
 """
 
 from __future__ import annotations
@@ -97,10 +98,21 @@ class ItemIndex:
         q_aug[:, :dim] = q.numpy()
         q_aug[:, dim] = 1.0
         _, found = self._hnsw.search(q_aug, want)  # (n, want) int64, -1 if short
+        # With rules, their items come first: each is unique in its row, so the copy kept below
+        # is the one whose term is known by position.
+        rules = model.rules(history)
+        parts = ([rules[0].numpy()] if rules is not None else []) + [found, history.numpy()]
         # Candidate bookkeeping in NumPy (integer masks, exact): cheaper than tiny torch ops.
-        cand_np = np.concatenate([found, history.numpy()], 1)  # (n, c), c = want + window
-        # A candidate can appear twice (found by HNSW and in the history): keep the first copy.
-        drop = (cand_np < 0) | np.tril(cand_np[:, :, None] == cand_np[:, None, :], -1).any(-1)
+        cand_np = np.concatenate(parts, 1)  # (n, c), c = (rules' L +) want + window
+        # A candidate can appear twice (found by HNSW and in the history): keep the first copy
+        # (a stable sort keeps equal items in their order; each but the first is dropped).
+        order = np.argsort(cand_np, axis=1, kind="stable")
+        ordered = np.take_along_axis(cand_np, order, 1)
+        repeated = np.zeros(cand_np.shape, dtype=bool)
+        repeated[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+        drop = np.empty_like(repeated)
+        np.put_along_axis(drop, order, repeated, 1)  # back to candidate order
+        drop |= cand_np < 0
         widest = self.extra(excluded)  # these rows' most exclusions: the pad width
         if widest:  # one comparison for all rows' exclusions (-2 pads: never a candidate)
             ex = np.full((n, widest), -2, np.int64)
@@ -114,6 +126,10 @@ class ItemIndex:
         base = torch.einsum("nd,ncd->nc", q, emb) + model.item_bias[safe]
         bonus = model.repeat_bonus(top, history, types)  # (n, window)
         base = base + ((cand[:, :, None] == history[:, None, :]) * bonus[:, None, :]).sum(-1)
+        if rules is not None:
+            term = np.zeros(cand_np.shape, np.float32)
+            term[:, : rules[1].shape[1]] = rules[1].numpy()
+            base = base + torch.from_numpy(term)
         base = base.masked_fill(torch.from_numpy(drop), -torch.inf)
         best = torch.topk(base, min(k, base.shape[1]), dim=1)
         return cand.gather(1, best.indices).numpy(), best.values.numpy()
