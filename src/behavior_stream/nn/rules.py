@@ -65,7 +65,8 @@ def rules_term(
     """The rules' score term of each row: items (n, L) int64 (-1 = none) and the values (n, L) to
     add to those items' scores, from history windows (n, window), most recent last;
     L = recent * neighbours, each item at most once per row. A constant of the history (no
-    gradient), computed in NumPy: a few dozen tiny torch ops would cost the stream ~8x more."""
+    gradient), computed in NumPy, where its two dozen small array ops cost less than as torch ops
+    (167 against 236 us for 32 rows, measured)."""
     last = history[:, -recent:].numpy()  # (n, r)
     n, r = last.shape
     decay = 1.0 / np.arange(r, 0, -1, dtype=np.float32)  # latest slot 1, the one before 1/2, ...
