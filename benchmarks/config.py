@@ -81,6 +81,7 @@ class BenchConfig:
     start_cap_s: float = 120.0  # longest wait for a process to start consuming (HNSW build included)
     latency_loads: tuple[float, ...] = (0.1, 0.25, 0.5, 0.9)
     latency_s: float = 15.0
+    floor_s: float = 5.0  # per load, through the no-work relay (steady: a shorter window will do)
     memory_users: int = 50_000  # new users for the RSS phase; the figure is scaled to 100k
     train_epochs: int = 2
     train_rows: int | None = None  # None = the whole Taobao sample
@@ -118,6 +119,7 @@ class BenchConfig:
             slow_cap_s=5.0,
             core_cap_s=5.0,
             latency_s=4.0,
+            floor_s=2.0,
             memory_users=3_000,
             train_epochs=1,
             train_rows=20_000,

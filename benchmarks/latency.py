@@ -6,7 +6,9 @@ end to end, measured outside the worker (benchmarks/e2e.py): from the producer's
 event to its output record being readable by a consumer, exact quantiles over every event.
 Beside it, the same load's quantiles of the worker's operational histogram
 `behavior_stream_processing_latency_seconds` (fetched to outputs acknowledged, the wait before
-processing included), from the difference of two scrapes.
+processing included), from the difference of two scrapes. Then the same loads through a relay
+that does no work (benchmarks/relay.py), for the floor the broker and the clients put under
+every figure.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from behavior_stream.stream.runtime.kafka import ensure_topics
 from behavior_stream.testing.promtext import histogram_quantile
 from behavior_stream.testing.workerproc import WorkerProcess
+from benchmarks.child import Child, child_env
 from benchmarks.config import RunSpec
 from benchmarks.e2e import QUANTILES, Latencies, measure_load
 from benchmarks.worker_runs import wait_applied, warm_up
@@ -41,6 +44,7 @@ class LoadResult:
     offered: float  # events/s the producer actually sent
     e2e: Latencies
     worker: dict[float, float]
+    floor: Latencies | None = None  # the same load through the no-work relay
 
     def figures(self) -> dict[str, float]:
         """Flat figures for the JSON line, milliseconds for the quantiles."""
@@ -54,6 +58,8 @@ class LoadResult:
         for q in QUANTILES:
             out[f"{tag}.p{round(q * 100)}_ms"] = _ms(self.e2e.quantile(q))
             out[f"{tag}.worker_p{round(q * 100)}_ms"] = _ms(self.worker[q])
+            if self.floor is not None:
+                out[f"{tag}.floor_p{round(q * 100)}_ms"] = _ms(self.floor.quantile(q))
         return out
 
 
@@ -100,4 +106,35 @@ def measure_latency(workload: Workload, spec: RunSpec, throughput: float) -> lis
     finally:
         worker.stop()
         drop_topics(workload, f"{name}-{workload.tag}")
-    return results
+    floors = measure_floor(workload, spec, [r.offered for r in results])
+    return [replace(r, floor=f) for r, f in zip(results, floors, strict=True)]
+
+
+def measure_floor(workload: Workload, spec: RunSpec, rates: list[float]) -> list[Latencies]:
+    """End-to-end latencies of the no-work relay at each of `rates`, `floor_s` seconds each."""
+    cfg = workload.config
+    name = f"floor-{spec.name(cfg)}"
+    settings = workload.settings(name, spec, input_topic=f"in-{name}-{workload.tag}")
+    asyncio.run(ensure_topics(settings, [settings.input_topic, settings.representations_topic]))
+    out = []
+    try:
+        with Child("benchmarks.relay", child_env(settings), workload.log_path(name)):
+            # Until the relay answers: its start must not count in the first load's figures.
+            warm_events = cycled(workload.events, 200, "floor-warm")
+            warm = asyncio.run(measure_load(settings, settings.input_topic, warm_events, 100))
+            if warm.unmatched:
+                raise RuntimeError(f"the relay did not answer {warm.unmatched} warm-up events")
+            for i, rate in enumerate(rates):
+                events = cycled(workload.events, max(100, int(rate * cfg.floor_s)), f"floor{i}")
+                floor = asyncio.run(measure_load(settings, settings.input_topic, events, rate))
+                log.info(
+                    "relay floor at %.0f ev/s: end to end p50 %.1f ms, p99 %.1f ms (%d unmatched)",
+                    rate,
+                    floor.quantile(0.5) * 1000,
+                    floor.quantile(0.99) * 1000,
+                    floor.unmatched,
+                )
+                out.append(floor)
+    finally:
+        drop_topics(workload, f"{name}-{workload.tag}")
+    return out

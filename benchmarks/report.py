@@ -158,9 +158,12 @@ def latency_lines(figures: Figures) -> list[str]:
         load = tag.removeprefix("latency.").removesuffix("pct") + "%"
         quantiles = [_fmt(figures.get(f"{tag}.p{q}_ms")) for q in (50, 95, 99)]
         worker = [_fmt(figures.get(f"{tag}.worker_p{q}_ms")) for q in (50, 99)]
-        rows.append([load, _fmt(figures[key]), *quantiles, _fmt(figures.get(f"{tag}.max_ms")), *worker])
+        floor = [_fmt(figures.get(f"{tag}.floor_p{q}_ms")) for q in (50, 99)]
+        top = _fmt(figures.get(f"{tag}.max_ms"))
+        rows.append([load, _fmt(figures[key]), *quantiles, top, *worker, *floor])
     header = ["load", "offered ev/s", "e2e p50 ms", "e2e p95 ms", "e2e p99 ms", "e2e max ms"]
-    return _table([*header, "worker p50 ms", "worker p99 ms"], rows) if rows else []
+    extra = ["worker p50 ms", "worker p99 ms", "relay p50 ms", "relay p99 ms"]
+    return _table([*header, *extra], rows) if rows else []
 
 
 def profile_lines(figures: Figures) -> list[str]:
