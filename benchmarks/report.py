@@ -162,7 +162,7 @@ def latency_lines(figures: Figures) -> list[str]:
         top = _fmt(figures.get(f"{tag}.max_ms"))
         rows.append([load, _fmt(figures[key]), *quantiles, top, *worker, *floor])
     header = ["load", "offered ev/s", "e2e p50 ms", "e2e p95 ms", "e2e p99 ms", "e2e max ms"]
-    extra = ["worker p50 ms", "worker p99 ms", "relay p50 ms", "relay p99 ms"]
+    extra = ["worker p50 ms", "worker p99 ms", "floor (relay) p50 ms", "floor (relay) p99 ms"]
     return _table([*header, *extra], rows) if rows else []
 
 

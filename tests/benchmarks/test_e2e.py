@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from benchmarks.e2e import Latencies, match
+from benchmarks.report import latency_lines
 
 
 def test_each_event_is_matched_to_the_first_output_covering_it() -> None:
@@ -20,3 +21,20 @@ def test_each_event_is_matched_to_the_first_output_covering_it() -> None:
     assert result.unmatched == 1
     assert result.quantile(0.5) == pytest.approx(0.02)  # a sample value, not an interpolation
     assert result.quantile(1.0) == pytest.approx(0.6)
+
+
+def test_the_latency_table_puts_the_relay_floor_beside_each_load() -> None:
+    figures: dict[str, float | bool] = {
+        "latency.10pct.offered_per_s": 767.0,
+        "latency.10pct.p50_ms": 24.3,
+        "latency.10pct.p95_ms": 40.6,
+        "latency.10pct.p99_ms": 50.3,
+        "latency.10pct.max_ms": 74.9,
+        "latency.10pct.worker_p50_ms": 16.4,
+        "latency.10pct.worker_p99_ms": 44.6,
+        "latency.10pct.floor_p50_ms": 8.68,
+        "latency.10pct.floor_p99_ms": 16.1,
+    }
+    header, _, row = latency_lines(figures)
+    assert "floor (relay) p50 ms" in header and "floor (relay) p99 ms" in header
+    assert row.split() == ["10%", "767", "24.3", "40.6", "50.3", "74.9", "16.4", "44.6", "8.68", "16.1"]
