@@ -53,7 +53,14 @@ async def relay(settings: Settings, stop: asyncio.Event) -> int:
         n_out = len(await producer.partitions_for(out_topic))
         seen: dict[bytes, int] = {}
         in_flight: set[asyncio.Future[object]] = set()
-        while not stop.is_set():
+        failed: list[BaseException] = []
+
+        def acknowledged(ack: asyncio.Future[object]) -> None:
+            in_flight.discard(ack)
+            if not ack.cancelled() and ack.exception() is not None:
+                failed.append(ack.exception())  # type: ignore[arg-type]
+
+        while not stop.is_set() and not failed:
             fetched = await consumer.getmany(timeout_ms=100, max_records=settings.max_batch)
             latest: dict[bytes, int] = {}
             for records in fetched.values():
@@ -70,11 +77,13 @@ async def relay(settings: Settings, stop: asyncio.Event) -> int:
             ]
             ack = await issue_batched(producer, out)
             in_flight.add(ack)
-            ack.add_done_callback(in_flight.discard)
+            ack.add_done_callback(acknowledged)
             if len(in_flight) >= MAX_IN_FLIGHT:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
         if in_flight:
             await asyncio.gather(*in_flight)
+        if failed:
+            raise failed[0]  # a send the broker refused: no figure may come from a broken relay
     finally:
         await consumer.stop()
         await producer.stop()
