@@ -18,7 +18,8 @@ from behavior_stream.nn.features import (
     gap_features,
     query_tokens,
 )
-from behavior_stream.nn.network import ModelState, SequenceModel
+from behavior_stream.nn.network import SequenceModel
+from behavior_stream.nn.state import ModelState
 from behavior_stream.schema.events import TYPE_INDEX, EventType, make_event
 from tests.seqkit import CATALOG, T0, sequences, small_config, tiny_vocab
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from behavior_stream.nn.features import encode_events, encode_sequences
-from behavior_stream.nn.network import ModelState, SequenceModel
+from behavior_stream.nn.network import SequenceModel
+from behavior_stream.nn.state import ModelState
 from behavior_stream.schema.events import Event
 from behavior_stream.schema.vocab import ItemVocab
 from tests.seqkit import sequences, small_model, tiny_vocab
@@ -126,40 +127,6 @@ def test_heads_shapes_and_ranges() -> None:
         assert probs.shape == (4,) and bool(((probs > 0) & (probs < 1)).all())
         assert model.representation(state).shape == (4, model.config.hidden_size)
     assert state.history.shape == (4, model.config.repeat_window)
-
-
-def test_repeat_bonus_only_moves_history_items() -> None:
-    vocab = tiny_vocab()
-    model = small_model(vocab)
-    state, _ = step_all(model, vocab, sequences((10,)))
-    with torch.no_grad():
-        query = model.item_query(state.h[-1], state.history)
-        base = query @ model.item_emb.weight[: model.n_items].T + model.item_bias
-        diff = (model.scores(state) - base)[0]
-    in_history = torch.zeros(vocab.n_items, dtype=torch.bool)
-    in_history[state.history[state.history >= 0]] = True
-    assert bool(in_history.any())
-    assert torch.equal(diff[~in_history], torch.zeros_like(diff[~in_history]))
-    assert bool((diff[in_history] != 0).all())
-
-
-def test_state_select_and_cat_round_trip() -> None:
-    vocab = tiny_vocab()
-    model = small_model(vocab, cell="lstm")
-    state, _ = step_all(model, vocab, sequences())
-    parts = [state.select(torch.tensor([i])) for i in range(len(state))]
-    joined = ModelState.cat(parts)
-    assert torch.equal(joined.h, state.h) and joined.c is not None and state.c is not None
-    assert torch.equal(joined.c, state.c) and torch.equal(joined.history, state.history)
-    with pytest.raises(ValueError, match="GRU"):
-        ModelState.cat([parts[0], small_model(vocab, cell="gru").initial_state(1)])
-
-
-def test_initial_state_is_empty() -> None:
-    model = small_model(tiny_vocab(), cell="gru", num_layers=2)
-    state = model.initial_state(3)
-    assert state.h.shape == (2, 3, model.config.hidden_size) and state.c is None
-    assert bool((state.last_ts == -1).all()) and bool((state.history == -1).all())
 
 
 def test_model_rejects_inconsistent_sizes() -> None:

@@ -16,7 +16,7 @@ import torch
 from behavior_stream.data.splits import EvalSequence
 from behavior_stream.evaluation import scenarios as S
 from behavior_stream.evaluation.model_scorer import ModelScorer
-from behavior_stream.nn.network import ModelState
+from behavior_stream.nn.state import ModelState
 
 
 @torch.inference_mode()

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from behavior_stream.nn.config import ModelConfig
 from behavior_stream.nn.features import EncodedEvents, SequenceBatch, collate
-from behavior_stream.nn.network import ModelState
+from behavior_stream.nn.state import ModelState
 from behavior_stream.schema.events import TYPE_INDEX, EventType
 from behavior_stream.schema.sessions import NO_SESSION
 

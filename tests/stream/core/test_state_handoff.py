@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from behavior_stream.nn.network import ModelState
+from behavior_stream.nn.state import ModelState
 from behavior_stream.schema.events import Event, EventType, make_event
 from behavior_stream.stream.core import process
 from behavior_stream.stream.core.engine import ModelEngine

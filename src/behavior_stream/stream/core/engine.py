@@ -20,7 +20,7 @@ import torch
 from behavior_stream.evaluation.metrics import conservative_ranks
 from behavior_stream.nn.checkpoint import LoadedModel, load_checkpoint
 from behavior_stream.nn.features import encode_events, encode_sequences
-from behavior_stream.nn.network import ModelState, SequenceOutput
+from behavior_stream.nn.state import ModelState, SequenceOutput
 from behavior_stream.schema.events import EVENT_TYPES, Event, EventType, make_event
 from behavior_stream.schema.sessions import session_code
 from behavior_stream.schema.vocab import ItemVocab

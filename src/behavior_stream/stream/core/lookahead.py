@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from behavior_stream.nn.network import ModelState
+from behavior_stream.nn.state import ModelState
 from behavior_stream.schema.events import Event
 from behavior_stream.schema.sessions import session_code
 from behavior_stream.stream.core.engine import ModelEngine

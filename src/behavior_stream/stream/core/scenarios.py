@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-from behavior_stream.nn.network import ModelState
+from behavior_stream.nn.state import ModelState
 from behavior_stream.schema.events import Event, EventType
 from behavior_stream.stream.core.cart import cart_rankings
 from behavior_stream.stream.core.engine import ModelEngine, Ranking
