@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from behavior_stream.cli.evaluate import history_and_test
+from behavior_stream.cli.heldout import history_and_test
 from behavior_stream.evaluation import metrics as M
 from behavior_stream.evaluation.probes import ProbeExample, probe_examples
 from behavior_stream.schema.sessions import SESSION_GAP_MS

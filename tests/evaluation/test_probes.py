@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from behavior_stream.cli.evaluate import history_and_test
+from behavior_stream.cli.heldout import history_and_test
 from behavior_stream.data.loaders import Format, catalog_sidecar, load_events, write_jsonl
 from behavior_stream.data.splits import SplitUnit
 from behavior_stream.evaluation.probes import (
@@ -193,7 +193,7 @@ def test_probes_on_noise_are_at_chance_and_undefined_ones_say_so() -> None:
 def category_probe_n(
     data: Path, fmt: Format, unit: SplitUnit = "event", purchases: Path | None = None
 ) -> int:
-    """Through the command's own loading and split (`cli.evaluate.history_and_test`), probes fitted on
+    """Through the command's own loading and split (`cli.heldout.history_and_test`), probes fitted on
     random features: how many users the category probe scored."""
     history, test, categories, _ = history_and_test(data, fmt, None, purchases, (0.1, 0.3, unit))
     assert categories, f"{fmt}: no item categories loaded"

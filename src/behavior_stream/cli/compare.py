@@ -9,14 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from behavior_stream.cli.evaluate import (
-    TrainedSplit,
-    history_and_test,
-    parse_ks,
-    require_predictions,
-    split_inputs,
-    split_settings,
-)
+from behavior_stream.cli.evaluate import parse_ks, split_inputs
+from behavior_stream.cli.heldout import TrainedSplit, history_and_test, require_predictions, split_settings
 from behavior_stream.cli.options import parse_format
 from behavior_stream.data.loaders import FORMATS
 from behavior_stream.data.splits import eval_sequences
