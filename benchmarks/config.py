@@ -78,6 +78,10 @@ class BenchConfig:
     run_cap_s: float = 12.0
     slow_cap_s: float = 10.0  # window of the naive design and the Quix peer: slow or steady
     core_cap_s: float = 10.0
+    # The scale topic holds the log this many times over: on a quiet machine two workers drained
+    # one copy in 9 s, inside `run_cap_s`, and a drained topic times its tail (one worker done,
+    # the other still on its last partition), not the group's rate.
+    scale_laps: int = 2
     start_cap_s: float = 120.0  # longest wait for a process to start consuming (HNSW build included)
     latency_loads: tuple[float, ...] = (0.1, 0.25, 0.5, 0.9)
     latency_s: float = 15.0
