@@ -28,12 +28,12 @@ import numpy as np
 
 from behavior_stream.data.splits import default_split_unit, time_split
 from behavior_stream.evaluation import metrics as M
+from behavior_stream.evaluation.probe_scores import probe_metrics
 from behavior_stream.evaluation.probes import (
     ProbeConfig,
     ProbeExample,
     ProbePredictions,
     probe_examples,
-    probe_metrics,
     user_folds,
 )
 from behavior_stream.schema.events import EVENT_TYPES, Event

@@ -11,12 +11,12 @@ import pytest
 from behavior_stream.cli.heldout import history_and_test
 from behavior_stream.data.loaders import Format, catalog_sidecar, load_events, write_jsonl
 from behavior_stream.data.splits import SplitUnit
+from behavior_stream.evaluation.probe_scores import probe_metrics
 from behavior_stream.evaluation.probes import (
     ProbeConfig,
     ProbeExample,
     fit_probes,
     probe_examples,
-    probe_metrics,
     user_folds,
 )
 from behavior_stream.schema.events import Event, EventType, make_event

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from behavior_stream.evaluation import geometry as G
+from behavior_stream.evaluation.probe_scores import probe_metrics
 from behavior_stream.evaluation.probes import (
     PROTOCOL,
     ProbeConfig,
@@ -23,7 +24,6 @@ from behavior_stream.evaluation.probes import (
     ProbePredictions,
     fit_probes,
     probe_examples,
-    probe_metrics,
 )
 from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.nn.features import encode_sequences
