@@ -13,9 +13,9 @@ import orjson
 import torch
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from behavior_stream.nn.categories import CategoryVocab
 from behavior_stream.nn.checkpoint import save_checkpoint
 from behavior_stream.nn.config import ModelConfig
-from behavior_stream.nn.features import CategoryVocab
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.nn.rules import fit_rules
 from behavior_stream.schema.vocab import ItemVocab

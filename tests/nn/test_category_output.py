@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from behavior_stream.nn.features import CategoryVocab, encode_sequences
+from behavior_stream.nn.categories import CategoryVocab
+from behavior_stream.nn.features import encode_sequences
 from behavior_stream.nn.network import SequenceModel
 from tests.seqkit import CATALOG, sequences, small_config, tiny_vocab
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from behavior_stream.nn import checkpoint as checkpoint_module
+from behavior_stream.nn.categories import CategoryVocab
 from behavior_stream.nn.checkpoint import (
     CheckpointError,
     ChecksumError,
@@ -20,7 +21,7 @@ from behavior_stream.nn.checkpoint import (
     verify_checksum,
 )
 from behavior_stream.nn.config import LEGACY_OFF
-from behavior_stream.nn.features import CategoryVocab, encode_sequences
+from behavior_stream.nn.features import encode_sequences
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.vocab import ItemVocab
 from behavior_stream.stream.core.engine import ModelEngine

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from behavior_stream.nn.categories import CategoryVocab
 from behavior_stream.nn.config import ModelConfig
-from behavior_stream.nn.features import CategoryVocab, encode_sequences
+from behavior_stream.nn.features import encode_sequences
 from behavior_stream.nn.network import SequenceModel
 from tests.nn.test_network import check_step_matches_forward
 from tests.seqkit import CATALOG, sequences, small_config, small_model, tiny_vocab

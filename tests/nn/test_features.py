@@ -5,12 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from behavior_stream.nn.categories import FIRST_CATEGORY, NO_CATEGORY, UNKNOWN_CATEGORY, CategoryVocab
 from behavior_stream.nn.config import ModelConfig
 from behavior_stream.nn.features import (
-    FIRST_CATEGORY,
-    NO_CATEGORY,
-    UNKNOWN_CATEGORY,
-    CategoryVocab,
     collate,
     encode_arrays,
     encode_events,

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from behavior_stream.nn.features import CategoryVocab, encode_arrays
+from behavior_stream.nn.categories import CategoryVocab
+from behavior_stream.nn.features import encode_arrays
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.events import TYPE_INDEX, EventType, make_event
 from behavior_stream.schema.vocab import ItemVocab

@@ -27,8 +27,8 @@ from typing import Any, BinaryIO
 
 import torch
 
+from behavior_stream.nn.categories import CategoryVocab
 from behavior_stream.nn.config import LEGACY_OFF, ModelConfig
-from behavior_stream.nn.features import CategoryVocab
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.vocab import ItemVocab
 

@@ -1,7 +1,7 @@
 """Event -> tensor encoding for the sequence model: item/type indices, hashed query bags, time gaps,
 session ids (as `schema.sessions.session_code`s, for the new-session flag), item categories.
 
-Categories come from side data (a catalog map item -> category, `CategoryVocab`), not from the
+Categories come from side data (a catalog map item -> category, `categories.CategoryVocab`), not from the
 event, so an item unknown to the item vocabulary still contributes its category.
 
 The same encoding feeds the incremental `step` (an `EventBatch`, one event per user) and the
@@ -11,15 +11,15 @@ full-sequence `forward` (a padded `SequenceBatch`), so both paths see identical 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from behavior_stream.nn.categories import NO_CATEGORY, CategoryVocab, category_indices
 from behavior_stream.nn.config import ModelConfig
 from behavior_stream.schema.events import TYPE_INDEX, Event
 from behavior_stream.schema.sessions import NO_SESSION, session_code
@@ -80,56 +80,6 @@ def _gap_features_cpu(
     id_change = (s != NO_SESSION) & (ps != NO_SESSION) & (s != ps)
     new_session = first | (gap > config.session_gap_ms) | id_change
     return torch.from_numpy(bucket.astype(np.int64)), torch.from_numpy(new_session.astype(np.float32))
-
-
-NO_CATEGORY = 0  # events without an item (search), and padding
-UNKNOWN_CATEGORY = 1  # an item whose category is unknown, or was never seen in training
-FIRST_CATEGORY = 2
-
-
-@dataclass(frozen=True)
-class CategoryVocab:
-    """Category names in index order (from `FIRST_CATEGORY` on) and the catalog map item -> category.
-
-    `items` may know more items than the item vocabulary (side data covers new items too); an
-    item whose category is not among `names` (never seen in training) is `UNKNOWN_CATEGORY`.
-    """
-
-    names: tuple[str, ...]
-    items: dict[str, str] = field(compare=False)
-    _index: dict[str, int] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_index", {c: FIRST_CATEGORY + i for i, c in enumerate(self.names)})
-
-    @classmethod
-    def build(cls, item_categories: dict[str, str], training_items: Iterable[str | None]) -> CategoryVocab:
-        """Categories of the training items, most frequent first (ties by name): their rows get trained."""
-        known = (item_categories.get(i) for i in training_items if i is not None)
-        counts = Counter(c for c in known if c is not None)
-        names = tuple(sorted(counts, key=lambda c: (-counts[c], c)))
-        return cls(names, dict(item_categories))
-
-    @property
-    def n_rows(self) -> int:
-        """Rows of the category embedding: no-category, unknown, then every name."""
-        return FIRST_CATEGORY + len(self.names)
-
-    def index(self, item_id: str | None) -> int:
-        """Category row of an item (`NO_CATEGORY` without an item, `UNKNOWN_CATEGORY` when unknown)."""
-        if item_id is None:
-            return NO_CATEGORY
-        name = self.items.get(item_id)
-        return UNKNOWN_CATEGORY if name is None else self._index.get(name, UNKNOWN_CATEGORY)
-
-
-def category_indices(events: Sequence[Event], categories: CategoryVocab | None) -> np.ndarray:
-    """(n,) int64 category rows of the events' items; without a vocabulary every item is unknown."""
-    if categories is None:
-        return np.fromiter(
-            (NO_CATEGORY if e.item_id is None else UNKNOWN_CATEGORY for e in events), np.int64, len(events)
-        )
-    return np.fromiter((categories.index(e.item_id) for e in events), np.int64, len(events))
 
 
 @dataclass(frozen=True)

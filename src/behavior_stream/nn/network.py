@@ -29,8 +29,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from behavior_stream.nn.categories import CategoryVocab
 from behavior_stream.nn.config import ModelConfig
-from behavior_stream.nn.features import CategoryVocab, EventBatch, SequenceBatch, gap_features
+from behavior_stream.nn.features import EventBatch, SequenceBatch, gap_features
 from behavior_stream.nn.heads import AuxHeads
 from behavior_stream.nn.scoring import CatalogScoring, RepeatBonus
 from behavior_stream.nn.state import ModelState, SequenceOutput

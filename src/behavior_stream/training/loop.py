@@ -23,9 +23,10 @@ from behavior_stream.evaluation.metrics import mrr_at_k, recall_at_k
 from behavior_stream.evaluation.model_scorer import ModelScorer
 from behavior_stream.evaluation.ranking import next_item_targets, rank_targets
 from behavior_stream.evaluation.scenarios import bought_together
+from behavior_stream.nn.categories import CategoryVocab
 from behavior_stream.nn.checkpoint import LoadedModel
 from behavior_stream.nn.config import ModelConfig
-from behavior_stream.nn.features import CategoryVocab, EncodedEvents, encode_arrays
+from behavior_stream.nn.features import EncodedEvents, encode_arrays
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.nn.rules import fit_rules
 from behavior_stream.schema.events import Event

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from behavior_stream.nn.features import FIRST_CATEGORY, SequenceBatch, gap_features
+from behavior_stream.nn.categories import FIRST_CATEGORY
+from behavior_stream.nn.features import SequenceBatch, gap_features
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.nn.state import ModelState
 from behavior_stream.schema.events import TYPE_INDEX, EventType
