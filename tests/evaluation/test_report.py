@@ -9,12 +9,12 @@ import numpy as np
 
 from behavior_stream.data.splits import eval_sequences
 from behavior_stream.evaluation.baselines import FirstOrderMarkov, MostPopular, PurchaseBaseRate, item_counts
+from behavior_stream.evaluation.probe_report import probe_verdicts
 from behavior_stream.evaluation.probes import ProbeConfig
 from behavior_stream.evaluation.protocol import EvalConfig, evaluate
 from behavior_stream.evaluation.report import (
     headline_k,
     next_item_table,
-    probe_verdicts,
     versus_table,
     write_report,
 )

@@ -141,10 +141,10 @@ def evaluate_command(
     """Evaluate next-item ranking (model + baselines) and purchase prediction on the held-out split."""
     from behavior_stream.evaluation.baselines import item_counts
     from behavior_stream.evaluation.plots import NO_PLOTS_NOTE, plotting_available
+    from behavior_stream.evaluation.probe_report import probe_verdicts
     from behavior_stream.evaluation.protocol import EvalConfig, evaluate, write_metrics
     from behavior_stream.evaluation.report import (
         next_item_table,
-        probe_verdicts,
         purchase_table,
         versus_table,
         write_report,

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from behavior_stream.evaluation.formatting import fmt, interval
 from behavior_stream.evaluation.plots import (
     NO_PLOTS_NOTE,
     plot_by_length,
@@ -13,6 +14,7 @@ from behavior_stream.evaluation.plots import (
     plot_training,
     plotting_available,
 )
+from behavior_stream.evaluation.probe_report import probes_section
 from behavior_stream.evaluation.scenario_report import scenario_lines
 
 GRU4REC_NOTE = (
@@ -32,25 +34,11 @@ def headline_k(metrics: dict[str, Any]) -> int:
     return 20 if 20 in ks else max(ks)
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def _with_ci(row: dict[str, Any], name: str) -> str:
     ci = row.get("ci95", {}).get(name)
     if not ci or any(v is None or math.isnan(v) for v in ci):
-        return _fmt(row.get(name))
-    return f"{_fmt(row.get(name))} [{ci[0]:.4f}, {ci[1]:.4f}]"
-
-
-def _interval(ci: list[Any]) -> str:
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
-        return "n/a"
-    return f"[{ci[0]:.4f}, {ci[1]:.4f}]"
+        return fmt(row.get(name))
+    return f"{fmt(row.get(name))} [{ci[0]:.4f}, {ci[1]:.4f}]"
 
 
 def next_item_table(metrics: dict[str, Any]) -> str:
@@ -64,8 +52,8 @@ def next_item_table(metrics: dict[str, Any]) -> str:
         "|---|" + "---:|" * (len(columns) + len(extra)),
     ]
     for name, row in metrics["next_item"].items():
-        cells = [_with_ci(row, c) if c.endswith(f"@{head}") else _fmt(row.get(c)) for c in columns]
-        cells += [_fmt(row.get(c)) for c in extra[:2]] + [_fmt(row.get(extra[2]), 2)]
+        cells = [_with_ci(row, c) if c.endswith(f"@{head}") else fmt(row.get(c)) for c in columns]
+        cells += [fmt(row.get(c)) for c in extra[:2]] + [fmt(row.get(extra[2]), 2)]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -91,8 +79,8 @@ def versus_table(metrics: dict[str, Any]) -> str:
     for name, figures in versus["baselines"].items():
         for metric in (f"{m}@{k}" for m in ("recall", "mrr", "ndcg")):
             fig = figures[metric]
-            cells = [_fmt(fig["model"]), _fmt(fig["baseline"])]
-            cells += [f"{_fmt(fig['difference'])} {_interval(fig['ci95'])}", _beats(fig["ci95"])]
+            cells = [fmt(fig["model"]), fmt(fig["baseline"])]
+            cells += [f"{fmt(fig['difference'])} {interval(fig['ci95'])}", _beats(fig["ci95"])]
             lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -117,7 +105,7 @@ def purchase_table(metrics: dict[str, Any]) -> str:
     names = ("accuracy", "precision", "recall", "f1", "roc_auc", "brier")
     lines = ["| predictor | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for name, row in metrics["purchase"].items():
-        lines.append(f"| {name} | " + " | ".join(_fmt(row.get(n)) for n in names) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt(row.get(n)) for n in names) + " |")
     return "\n".join(lines)
 
 
@@ -134,7 +122,7 @@ def breakdown_table(metrics: dict[str, Any]) -> str:
         cells = []
         for s in scorers:
             row = metrics["breakdown"][s][i]
-            cells += [_fmt(row[f"recall@{k}"]), _fmt(row[f"mrr@{k}"])]
+            cells += [fmt(row[f"recall@{k}"]), fmt(row[f"mrr@{k}"])]
         lines.append(f"| {bucket['bucket']} | {bucket['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -173,92 +161,6 @@ def _purchase_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-PROBE_LABELS = {
-    "purchase": "purchase in next session",
-    "category": "category of its first item",
-    "length": "its length (events)",
-}
-PROBE_NAMES = {
-    "purchase": "next-session purchase",
-    "category": "next-session category",
-    "length": "next-session length",
-}
-VERDICTS = {"better": "better than baseline", "worse": "worse than baseline", "at chance": "**at chance**"}
-
-
-def probe_verdicts(probes: dict[str, Any]) -> list[str]:
-    """One plain sentence per probe that is at chance, worse than its baseline or could not be scored:
-    what a reader must not take for knowledge in the representation."""
-    lines = []
-    for name, label in PROBE_NAMES.items():
-        vs = probes[name]["versus_baseline"]
-        what = f"The {label} probe"
-        if vs["verdict"] is None:
-            lines.append(f"{what} could not be scored ({vs['n']} users; a score needs two labels or more).")
-        elif vs["verdict"] == "at chance":
-            lines.append(
-                f"{what} is at chance: its {vs['metric']} interval {_interval(vs['ci95'])} overlaps the "
-                f"{vs['baseline']} baseline's {_interval(vs['baseline_ci95'])}, so on these {vs['n']} users "
-                "the representation shows no knowledge of it."
-            )
-        elif vs["verdict"] == "worse":
-            lines.append(f"{what} does worse than the {vs['baseline']} baseline: it adds nothing.")
-    return lines
-
-
-def _probe_table(probes: dict[str, Any]) -> list[str]:
-    """One row per probe: headline score and its baseline, each with its 95% interval, and the verdict."""
-    buy, cat, length = probes["purchase"], probes["category"], probes["length"]
-    top = next(key for key in cat if key.startswith("top"))
-    also = {
-        "purchase": f"F1 {_fmt(buy['f1'])}, positive rate {_fmt(buy['positive_rate'])}",
-        "category": f"{top.replace('_', ' ')} {_fmt(cat[top])}; {cat['classes']} classes, "
-        f"{cat['dropped_users']} users dropped",
-        "length": f"MSE {_fmt(length['mse'])} (mean predictor {_fmt(length['baseline_mse'])})",
-    }
-    lines = [
-        "| probe | n | score [95% CI] | baseline [95% CI] | verdict | also |",
-        "|---|---:|---|---|---|---|",
-    ]
-    for name, label in PROBE_LABELS.items():
-        vs = probes[name]["versus_baseline"]
-        score = f"{vs['metric']} {_fmt(vs['value'])} {_interval(vs['ci95'])}"
-        base = f"{vs['baseline']} {_fmt(vs['baseline_value'])} {_interval(vs['baseline_ci95'])}"
-        verdict = VERDICTS.get(vs["verdict"], "n/a")
-        lines.append(f"| {label} | {vs['n']} | {score} | {base} | {verdict} | {also[name]} |")
-    return lines
-
-
-def _probes_section(probes: dict[str, Any]) -> list[str]:
-    """Linear probes, geometry and stability of the model's representations (`evaluate --probes`)."""
-    lines = ["## Representations", ""]
-    if "skipped" in probes:
-        return [*lines, f"Not evaluated: {probes['skipped']}.", ""]
-    protocol = probes["protocol"]
-    keys = ("examples", "labels", "probes", "split", "baselines", "intervals")
-    lines += [f"- {key}: {protocol[key]}" for key in keys if key in protocol]
-    lines += ["", *_probe_table(probes)]
-    verdicts = probe_verdicts(probes)
-    if verdicts:
-        lines += ["", *verdicts]
-    lines += [
-        "",
-        f"Geometry ({protocol['geometry']}):",
-        "",
-        *(f"- {key}: {_fmt(value)}" for key, value in probes["geometry"].items()),
-        "",
-        f"Stability ({protocol['stability']}):",
-        "",
-        "| steps | n | p50 | p90 | p99 |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name in ("within_session", "session_boundary"):
-        q = probes["stability"][name]
-        cells = " | ".join(_fmt(q[p]) for p in ("p50", "p90", "p99"))
-        lines.append(f"| {name.replace('_', ' ')} | {q['n']} | {cells} |")
-    return [*lines, "", f"Mean norm of the representations: {_fmt(probes['stability']['mean_norm'])}.", ""]
-
-
 def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str, Any]] | None = None) -> Path:
     """Write report.md and its PNG plots (when matplotlib is installed) into `out_dir`; returns the
     report path."""
@@ -292,7 +194,7 @@ def write_report(metrics: dict[str, Any], out_dir: Path, history: list[dict[str,
     ]
     lines += _purchase_section(metrics)
     if "probes" in metrics:
-        lines += _probes_section(metrics["probes"])
+        lines += probes_section(metrics["probes"])
     if metrics.get("scenarios"):
         lines += scenario_lines(metrics["scenarios"])
     if history and plots:
