@@ -171,8 +171,10 @@ def core_context(workload: Workload, spec: RunSpec) -> StreamContext:
 
 
 @contextmanager
-def _unfrozen_after() -> Iterator[None]:
-    """Give the frozen objects back to the collector on the way out."""
+def _frozen() -> Iterator[None]:
+    """Every object alive now out of the garbage collector's reach meanwhile (`gc.freeze`)."""
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:
@@ -204,9 +206,7 @@ def measure_core(workload: Workload, spec: RunSpec, threads: int = WORKER_THREAD
     records = input_records(workload, workload.records)
     size = workload.config.max_batch
     run = CoreRun(Rate(0, 0.0, False))
-    gc.collect()
-    gc.freeze()
-    with compute_threads(threads), _unfrozen_after():
+    with compute_threads(threads), _frozen():
         start, cpu_start = time.perf_counter(), time.process_time()
         done = 0
         while done < len(records) and time.perf_counter() - start < workload.config.core_cap_s:
