@@ -105,8 +105,10 @@ def make_checkpoint(
     categories: dict[str, str] | None = None,
     cosine_scale: float = 0.0,
     rules_weight: float = 0.0,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """An untrained model over `items` (random weights from `seed`): enough for stream mechanics.
+    `metadata` joins the checkpoint's (e.g. a cart table).
     With `categories` (item -> category) the model reads them and scores with category output vectors;
     with `cosine_scale`, by scaled cosine similarity; with `rules_weight`, sequential rules fitted
     on random sequences over the items are added."""
@@ -129,5 +131,6 @@ def make_checkpoint(
         rng = np.random.default_rng(seed)
         walks = [rng.integers(0, vocab.n_items, 12) for _ in range(4 * vocab.n_items)]
         model.set_rules(*fit_rules(walks, vocab.n_items, config.rules_window, config.rules_neighbours))
-    save_checkpoint(path, model, vocab, {"seed": seed, "note": "untrained test model"}, categories)
+    meta = {"seed": seed, "note": "untrained test model", **(metadata or {})}
+    save_checkpoint(path, model, vocab, meta, categories)
     return path

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from behavior_stream.nn.checkpoint import save_checkpoint
-from behavior_stream.nn.config import ModelConfig
-from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.events import EventType, make_event
-from behavior_stream.schema.vocab import ItemVocab
 from behavior_stream.stream.core.cart import BoughtTogether, cart_rankings
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.state import UserState
 from tests.scenariokit import ITEMS, random_checkpoint
+from tests.streamkit import make_checkpoint
 
 T = 1_700_000_000_000
 # Partners for a third of the catalog (i0, i3, ...); i4 and i5 are each other's only ones, so a
@@ -30,23 +26,13 @@ PAIRS = {
 META = {"bought_together": {"top_n": 5, "pairs": PAIRS}}
 
 
-def rules_checkpoint(path: Path) -> Path:
-    """An untrained model with a random sequential-rules table: its term is part of every score."""
-    torch.manual_seed(5)
-    vocab = ItemVocab(tuple(ITEMS), n_oov_buckets=16)
-    model = SequenceModel(
-        ModelConfig(hidden_size=16, item_dim=16, repeat_window=8, rules_weight=0.7), 40, vocab.n_inputs
-    )
-    followers = torch.randint(-1, 40, model.rule_followers.shape)
-    model.set_rules(followers, torch.rand(model.rule_weights.shape))
-    save_checkpoint(path, model, vocab, META)
-    return path
-
-
 @pytest.fixture(scope="module", params=["plain", "rules"])
 def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ModelEngine:
     path = tmp_path_factory.mktemp("cart") / "m.pt"
-    made = random_checkpoint(path, META, seed=11) if request.param == "plain" else rules_checkpoint(path)
+    if request.param == "plain":
+        made = random_checkpoint(path, META, seed=11)
+    else:  # sequential rules fitted on random walks: their term is part of every score
+        made = make_checkpoint(path, ITEMS, seed=5, rules_weight=0.7, metadata=META)
     return ModelEngine.from_checkpoint(made, ann_threshold=0)
 
 
