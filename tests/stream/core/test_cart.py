@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pytest
 import torch
@@ -11,6 +9,7 @@ import torch
 from behavior_stream.schema.events import EventType, make_event
 from behavior_stream.stream.core.cart import BoughtTogether, cart_rankings
 from behavior_stream.stream.core.engine import ModelEngine
+from behavior_stream.stream.core.scenarios import cart_feeds
 from behavior_stream.stream.core.state import UserState
 from tests.scenariokit import ITEMS, random_checkpoint
 from tests.streamkit import make_checkpoint
@@ -56,21 +55,10 @@ def index(engine: ModelEngine, item: str | None) -> int:
     return found
 
 
-def ranked(
-    engine: ModelEngine, states: Sequence[UserState], excluded: Sequence[set[int]], k: int, blend: float
-) -> list[tuple[list[int], list[float]]]:
-    ms = engine.model_state(states)
-    baskets = [list(st.carted) for st in states]
-    top = engine.model.representation(ms)
-    return cart_rankings(
-        engine.model, top, ms.history, ms.history_types, engine.bought_together, baskets, excluded, k, blend
-    )
-
-
 def test_a_short_catalog_gives_what_is_left_and_never_a_left_out_item(engine: ModelEngine) -> None:
     st = shopper(engine, 5)
     excluded = [set(range(30))]
-    [(items, scores)] = ranked(engine, [st], excluded, 40, 0.5)
+    [(items, scores)] = cart_feeds(engine, [st], excluded, 40, 0.5)
     assert not set(items) & (set(range(30)) | set(st.carted))
     assert len(items) == 40 - len(set(range(30)) | set(st.carted))
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
@@ -94,7 +82,7 @@ def test_a_partner_left_out_still_counts_in_the_shares(engine: ModelEngine) -> N
 def test_a_basket_whose_partners_are_all_left_out_still_blends(engine: ModelEngine) -> None:
     st = shopper(engine, 2)
     st.carted = [index(engine, "i4"), index(engine, "i5")]  # each other's only partners
-    [(items, scores)] = ranked(engine, [st], [set()], 5, 0.5)
+    [(items, scores)] = cart_feeds(engine, [st], [set()], 5, 0.5)
     ms = engine.model_state([st])
     with torch.inference_mode():
         p = torch.softmax(engine.model.scores(ms)[0], 0)
@@ -105,7 +93,7 @@ def test_a_basket_whose_partners_are_all_left_out_still_blends(engine: ModelEngi
 def test_without_partners_the_feed_is_the_softmax_alone(engine: ModelEngine) -> None:
     st = shopper(engine, 3)
     st.carted = [index(engine, "i1")]  # i1 has no partners in PAIRS
-    [(items, scores)] = ranked(engine, [st], [set()], 5, 0.5)
+    [(items, scores)] = cart_feeds(engine, [st], [set()], 5, 0.5)
     with torch.inference_mode():
         p = torch.softmax(engine.model.scores(engine.model_state([st]))[0], 0)
     p = p.clone()  # an inference tensor cannot be written outside inference mode
