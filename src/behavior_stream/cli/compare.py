@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,12 +13,9 @@ from behavior_stream.cli.heldout import TrainedSplit, history_and_test, require_
 from behavior_stream.cli.options import parse_format
 from behavior_stream.data.loaders import FORMATS
 from behavior_stream.data.splits import eval_sequences
+from behavior_stream.evaluation import formatting
 
 log = logging.getLogger(__name__)
-
-
-def _cell(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
 def compare_table(result: dict[str, Any]) -> str:
@@ -31,11 +27,11 @@ def compare_table(result: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---|---|",
     ]
     for r in result["rows"]:
-        ci = "-" if r["ci95"] is None else f"[{r['ci95'][0]:.4f}, {r['ci95'][1]:.4f}]"
+        ci = "-" if r["ci95"] is None else formatting.interval(r["ci95"])
         sig = "-" if r["significant"] is None else ("yes" if r["significant"] else "no")
         if r["winner"]:
             sig += f" ({r['winner']} better)"
-        values = " | ".join(_cell(r[key]) for key in ("a", "b", "diff"))
+        values = " | ".join(formatting.fmt(r[key]) for key in ("a", "b", "diff"))
         lines.append(f"| {r['group']} | {r['metric']} | {values} | {ci} | {sig} |")
     return "\n".join(lines)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from behavior_stream.evaluation.formatting import fmt, interval
+from behavior_stream.evaluation.formatting import beats, fmt, interval
 from behavior_stream.evaluation.plots import (
     NO_PLOTS_NOTE,
     plot_by_length,
@@ -36,9 +35,8 @@ def headline_k(metrics: dict[str, Any]) -> int:
 
 def _with_ci(row: dict[str, Any], name: str) -> str:
     ci = row.get("ci95", {}).get(name)
-    if not ci or any(v is None or math.isnan(v) for v in ci):
-        return fmt(row.get(name))
-    return f"{fmt(row.get(name))} [{ci[0]:.4f}, {ci[1]:.4f}]"
+    shown = interval(ci) if ci else "n/a"
+    return fmt(row.get(name)) if shown == "n/a" else f"{fmt(row.get(name))} {shown}"
 
 
 def next_item_table(metrics: dict[str, Any]) -> str:
@@ -58,13 +56,6 @@ def next_item_table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _beats(ci: list[Any]) -> str:
-    """yes: the interval of model - baseline is above zero; worse: below it; no: it holds zero."""
-    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
-        return "n/a"
-    return "yes" if ci[0] > 0 else ("worse" if ci[1] < 0 else "no")
-
-
 def versus_table(metrics: dict[str, Any]) -> str:
     """Markdown table, per baseline, of Recall/MRR/NDCG at the headline K: model, baseline, the paired
     difference with its 95% CI, and whether the model beats it; "" without a `versus` section."""
@@ -80,7 +71,7 @@ def versus_table(metrics: dict[str, Any]) -> str:
         for metric in (f"{m}@{k}" for m in ("recall", "mrr", "ndcg")):
             fig = figures[metric]
             cells = [fmt(fig["model"]), fmt(fig["baseline"])]
-            cells += [f"{fmt(fig['difference'])} {interval(fig['ci95'])}", _beats(fig["ci95"])]
+            cells += [f"{fmt(fig['difference'])} {interval(fig['ci95'])}", beats(fig["ci95"])]
             lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

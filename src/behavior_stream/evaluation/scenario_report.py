@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from behavior_stream.evaluation.formatting import beats, fmt, interval
+
 HEADLINE = {"search": "hit@", "cart": "hit@", "related": "hit@", "purchase_intent": "roc_auc"}
 WHAT = {
     "search": "item clicked after a search, ranked given the query",
@@ -11,10 +13,6 @@ WHAT = {
     "related": "next distinct item of a session, given only the previous one",
     "purchase_intent": "purchase still to come in the current session",
 }
-
-
-def _fmt(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.4f}"
 
 
 def _metric_names(row: dict[str, Any]) -> list[str]:
@@ -33,13 +31,10 @@ def scenario_table(section: dict[str, Any]) -> str:
             continue
         for metric in _metric_names(row):
             fig = row[metric]
-            low, high = fig["ci95"]
-            verdict = "yes" if low > 0 else ("worse" if high < 0 else "no")
-            if metric == "brier":  # lower is better
-                verdict = "yes" if high < 0 else ("worse" if low > 0 else "no")
+            verdict = beats(fig["ci95"], lower_is_better=metric == "brier")
             lines.append(
-                f"| {name} | {metric} | {_fmt(fig['model'])} | {_fmt(fig['baseline'])} | "
-                f"{_fmt(fig['difference'])} [{_fmt(low)}, {_fmt(high)}] | "
+                f"| {name} | {metric} | {fmt(fig['model'])} | {fmt(fig['baseline'])} | "
+                f"{fmt(fig['difference'])} {interval(fig['ci95'])} | "
                 f"{row['predictions']:,} | {verdict} |"
             )
     return "\n".join(lines)
@@ -60,7 +55,7 @@ def scenario_lines(section: dict[str, Any]) -> list[str]:
             "| predicted bin | n | mean predicted | observed rate |",
             "|---|---|---|---|",
             *(
-                f"| {b['bin']} | {b['n']} | {_fmt(b['predicted'])} | {_fmt(b['observed'])} |"
+                f"| {b['bin']} | {b['n']} | {fmt(b['predicted'])} | {fmt(b['observed'])} |"
                 for b in intent["calibration_curve"]
             ),
             "",
