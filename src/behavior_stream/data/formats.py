@@ -7,9 +7,12 @@ produce an event that the stream would reject. Malformed rows become `Rejected` 
 from __future__ import annotations
 
 import calendar
+import codecs
 import gzip
 import io
+import logging
 import math
+import zlib
 from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from behavior_stream.schema.events import Event, EventType, Invalid, Reason, parse_event, validate_event
+
+log = logging.getLogger(__name__)
 
 
 class RowReason(StrEnum):
@@ -97,11 +102,27 @@ def open_binary(path: Path, mode: Literal["rb", "wb"] = "rb") -> io.BufferedIOBa
     return open(path, "rb") if mode == "rb" else open(path, "wb")
 
 
+# What gzip raises for a damaged file, read as a whole: a cut-off stream (EOFError), bad deflate
+# data (zlib.error), a bad header, CRC or length (BadGzipFile, an OSError without a filename).
+_GZIP_DAMAGE = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
 def _lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
-    """1-based line numbers and lines without their line ending."""
-    with open_binary(path) as f:
-        for number, line in enumerate(f, 1):
-            yield number, line.rstrip(b"\r\n")
+    """1-based line numbers and lines without their line ending (or the UTF-8 BOM of line 1).
+
+    Every reader of a data or side file reads through here, so a damaged gzip file raises the same
+    ValueError naming the file wherever it is read. That error is for the whole file: `load_events`
+    keeps none of the rows read before the damage, since a truncated log that silently loaded its
+    first part would train and evaluate on partial data without anyone noticing.
+    """
+    try:
+        with open_binary(path) as f:
+            for number, line in enumerate(f, 1):
+                if number == 1:
+                    line = line.removeprefix(codecs.BOM_UTF8)  # Excel and Notepad write one
+                yield number, line.rstrip(b"\r\n")
+    except _GZIP_DAMAGE as exc:
+        raise ValueError(f"{path}: damaged or truncated gzip file ({exc})") from exc
 
 
 class _Table:
@@ -111,7 +132,7 @@ class _Table:
         self.path, self.sep = path, sep
         self._lines = _lines(path)
         first = next(self._lines, None)
-        header = first[1].decode("utf-8", errors="replace").lstrip("\ufeff").split(sep) if first else []
+        header = first[1].decode("utf-8", errors="replace").split(sep) if first else []
         missing = [name for name in required if name not in header]
         if missing:
             self._lines.close()
@@ -255,10 +276,24 @@ def _diginetica_purchases(
 
 
 def diginetica_categories(views: Path, items: set[str]) -> dict[str, str]:
-    """Item -> category from `product-categories.csv` beside the views file ({} when absent)."""
+    """Item -> category from `product-categories.csv` beside the views file ({} when absent).
+
+    The file is found, never named by the user, and only adds labels: one that cannot be read
+    (bad header, damaged, a directory) is a warning and costs the categories, never the events.
+    """
     path = views.parent / DIGINETICA_CATEGORIES_FILE
     if not path.exists():
         return {}
+    try:
+        return _read_categories(path, items)
+    except OSError as exc:  # e.g. a directory of that name, or no permission to read it
+        log.warning("%s: %s; no item categories", path, exc.strerror or exc)
+    except ValueError as exc:  # a bad header or damaged file: the message names the file
+        log.warning("%s; no item categories", exc)
+    return {}
+
+
+def _read_categories(path: Path, items: set[str]) -> dict[str, str]:
     table = _Table(path, ";", ("itemId", "categoryId"))
     item_col, category_col = table.col["itemId"], table.col["categoryId"]
     categories: dict[str, str] = {}
@@ -282,8 +317,10 @@ def read_gru4rec(path: Path) -> Iterator[Row]:
         except ValueError:
             yield Rejected(source, number, RowReason.BAD_NUMBER, f"Time {fields[time][:40]!r}", raw)
             continue
-        if not math.isfinite(seconds):
-            yield Rejected(source, number, Reason.BAD_TIMESTAMP, f"Time {fields[time]!r} is not finite", raw)
+        ms = seconds * 1000  # checked after scaling: a finite Time near the float limit overflows here
+        if not math.isfinite(ms):
+            detail = f"Time {fields[time][:40]!r} is not finite in ms"
+            yield Rejected(source, number, Reason.BAD_TIMESTAMP, detail, raw)
             continue
-        record = _session_record(fields[session], EventType.CLICK, fields[item], round(seconds * 1000))
+        record = _session_record(fields[session], EventType.CLICK, fields[item], round(ms))
         yield _validated(record, source, number, raw)

@@ -49,7 +49,9 @@ class RawReader:
     """Events and rejected rows of one file in file order; `report` and `categories` fill as it runs.
 
     Replay iterates this directly (to forward rejects too); `load_events` collects and sorts it.
-    It can be iterated once, since the report counts what was read.
+    It can be iterated once, since the report counts what was read. A damaged gzip file raises
+    ValueError where the damage is found, after the rows before it: `load_events` then keeps
+    none of them (an error for the whole file), a direct iterator has to drop what it got.
     """
 
     def __init__(self, path: str | Path, fmt: Format, purchases: str | Path | None = None) -> None:
@@ -105,14 +107,19 @@ def catalog_sidecar(path: Path) -> Path:
 
 def catalog_categories(path: Path, items: set[str]) -> dict[str, str]:
     """Item -> category of the log's `items` from its catalog sidecar ({} without one). The events
-    carry no category, so this is the only place a generated log's categories come from."""
+    carry no category, so this is the only place a generated log's categories come from.
+
+    The sidecar is found, never named by the user, and only adds labels: one that cannot be read
+    is a warning and costs the categories, never the events (as Diginetica's categories file)."""
     sidecar = catalog_sidecar(path)
-    if not sidecar.is_file():
+    if not sidecar.exists():
         return {}
     try:
         rows = orjson.loads(sidecar.read_bytes())
+    except OSError as exc:  # e.g. a directory of that name, or no permission to read it
+        log.warning("%s: %s; no item categories", sidecar, exc.strerror or exc)
+        return {}
     except orjson.JSONDecodeError as exc:
-        # Side data only: a broken catalog costs the category labels, never the events.
         log.warning("%s: not a JSON catalog (%s); no item categories", sidecar, exc)
         return {}
     if not isinstance(rows, list):

@@ -138,8 +138,9 @@ def _check_id(obj: dict[str, Any], name: str, required: bool) -> str | Invalid |
         return None
     if not isinstance(value, str):
         return Invalid(Reason.WRONG_TYPE, f"{name} must be a string, got {type(value).__name__}")
-    if not value:
-        return Invalid(Reason.EMPTY_FIELD, f"{name} is empty")
+    if not value.strip():
+        # A blank id would pass for a real user or item (and every blank one would be the same).
+        return Invalid(Reason.EMPTY_FIELD, f"{name} is empty" if not value else f"{name} is only whitespace")
     if len(value) > MAX_ID_CHARS:
         return Invalid(Reason.FIELD_TOO_LONG, f"{name} has {len(value)} chars, limit {MAX_ID_CHARS}")
     return value
@@ -152,6 +153,9 @@ def _check_ts(obj: dict[str, Any]) -> int | Invalid:
     if isinstance(ts, bool) or not isinstance(ts, int):
         if isinstance(ts, float) and not math.isfinite(ts):
             return Invalid(Reason.BAD_TIMESTAMP, f"ts {ts} is not finite")
+        if isinstance(ts, float) and not MIN_TS_MS <= ts < MAX_TS_MS:
+            # orjson reads an integer beyond 64 bits as a float: what is wrong is its size, not its type.
+            return Invalid(Reason.BAD_TIMESTAMP, f"ts {ts:g} is outside [{MIN_TS_MS}, {MAX_TS_MS}) ms")
         return Invalid(Reason.WRONG_TYPE, f"ts must be an integer (ms since epoch), got {type(ts).__name__}")
     if not MIN_TS_MS <= ts < MAX_TS_MS:
         return Invalid(Reason.BAD_TIMESTAMP, f"ts {ts} is outside [{MIN_TS_MS}, {MAX_TS_MS}) ms")
