@@ -85,7 +85,7 @@ def test_worker_with_no_broker_listening(tmp_path: Path) -> None:
     [
         (["demo", "--data", "missing.jsonl"], "demo", ("missing.jsonl", "No such file")),
         (["demo", "--format", "csv"], "demo", ("--format", "csv")),
-        (["generate", "--out", "g.jsonl", "--users", "0"], "generate", ("users=0",)),
+        (["generate", "--out", "g.jsonl", "--users", "0"], "generate", ("--users",)),
         (["train", "missing.jsonl"], "train", ("missing.jsonl", "does not exist")),
         (["evaluate", "--checkpoint", "absent.pt", "x.jsonl"], "evaluate", ("absent.pt", "does not exist")),
     ],

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from behavior_stream.cli.errors import InputError
+
 
 def bench_command(ctx: typer.Context) -> None:
     """Throughput, latency, scale-out, memory and training cost, side by side in one run.
@@ -19,11 +21,18 @@ def bench_command(ctx: typer.Context) -> None:
     Run from the repository checkout; every option is passed on (`--help` lists them:
     --quick, --only, --skip, --workdir, --budget, --json-out).
     """
-    if not (Path.cwd() / "benchmarks" / "__main__.py").is_file():
-        typer.echo(
-            f"error: no benchmarks/ in {Path.cwd()}: run `behavior-stream bench` from the source checkout",
-            err=True,
+    here = Path.cwd()
+    if not (here / "benchmarks" / "__main__.py").is_file():
+        # The command passes --help on (the benchmarks' own lists their options), so outside
+        # a checkout it shows this command's help instead of the error.
+        if "--help" in ctx.args:
+            typer.echo(ctx.get_help())  # as click's own --help does
+            typer.echo(
+                f" No benchmarks/ in {here}: run from the source checkout, where --help lists their options."
+            )
+            raise typer.Exit(0)
+        raise InputError(
+            str(here), "no benchmarks/ here: run `behavior-stream bench` from the source checkout"
         )
-        raise typer.Exit(2)
     code = subprocess.call([sys.executable, "-m", "benchmarks", *ctx.args])
     raise typer.Exit(code)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,8 +18,12 @@ from behavior_stream.cli.options import parse_format
 from behavior_stream.cli.retrain import retrain_command
 from behavior_stream.cli.train import train_command
 from behavior_stream.cli.tune import tune_command
+from behavior_stream.simulate.catalog import MAX_CATEGORIES
 from behavior_stream.simulate.generator import DEFAULT_EVENTS, DEFAULT_ITEMS, DEFAULT_SEED, DEFAULT_USERS
 from behavior_stream.stream.runtime.logs import LEVELS, configure_logging
+
+if TYPE_CHECKING:
+    from behavior_stream.stream.runtime.settings import Settings
 
 app = typer.Typer(
     help="Real-time user representations and next-item recommendations from behavior events.",
@@ -65,20 +71,59 @@ def configure(
     ctx.obj = log_level  # flags win over the environment: the worker uses it unless given its own
 
 
+def load_flag_settings(**flags: object) -> Settings:
+    """`load_settings(**flags)`, where a bad flag value is a usage error naming the flag.
+
+    A bad value from the environment keeps the message of `SettingsError`, which names the variable.
+    """
+    from behavior_stream.stream.runtime.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(**flags)
+    except SettingsError as exc:
+        if exc.from_env or flags.get(exc.setting) is None:
+            raise
+        raise typer.BadParameter(exc.problem, param_hint=f"--{exc.setting.replace('_', '-')}") from None
+
+
+def port_in_use(port: int) -> bool:
+    """Whether a program listens on `port` of 127.0.0.1 (a bind as a server's, SO_REUSEADDR, fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def positive(value: float | None, option: str) -> float | None:
+    """`value` when unset or a positive finite number; otherwise a usage error naming `option`."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive number, got {value}", param_hint=option)
+    return value
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option(help="Output JSONL file (.gz for gzip).")],
-    users: Annotated[int, typer.Option(help="Number of users.")] = DEFAULT_USERS,
-    items: Annotated[int, typer.Option(help="Catalog size.")] = DEFAULT_ITEMS,
-    events: Annotated[int, typer.Option(help="Number of events.")] = DEFAULT_EVENTS,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file).")] = DEFAULT_SEED,
+    users: Annotated[int, typer.Option(min=1, help="Number of users.")] = DEFAULT_USERS,
+    items: Annotated[int, typer.Option(min=1, help="Catalog size.")] = DEFAULT_ITEMS,
+    events: Annotated[int, typer.Option(min=1, help="Number of events.")] = DEFAULT_EVENTS,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed (same seed, same file).")] = DEFAULT_SEED,
     categories: Annotated[
-        int | None, typer.Option(help="Number of categories (default: from items).")
+        int | None,
+        typer.Option(min=1, max=MAX_CATEGORIES, help="Number of categories (default: from items)."),
     ] = None,
 ) -> None:
     """Write synthetic, realistic e-commerce behavior events (plus an item catalog sidecar)."""
     from behavior_stream.simulate.generator import generate as run_generate
 
+    if categories is not None and categories > items:
+        raise typer.BadParameter(
+            f"at most --items ({items:,}): every category needs an item, got {categories:,}",
+            param_hint="--categories",
+        )
     data = run_generate(users, items, events, seed, out, categories=categories)
     typer.echo(
         f"wrote {data.stats.events:,} events of {data.stats.users:,} users over {items:,} items to {out}"
@@ -87,19 +132,29 @@ def generate(
 
 @app.command()
 def broker(
-    port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1.")] = 9092,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="TCP port on 127.0.0.1 (0: any free port).")
+    ] = 9092,
 ) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, memory storage) until Ctrl-C."""
     from behavior_stream.testing.broker import EmbeddedBroker
 
+    # A taken port is checked first: the broker would exit at once, but the wait for its port
+    # (answered by the other program) would report it listening.
+    if port and port_in_use(port):
+        raise typer.BadParameter(f"{port} is already in use on 127.0.0.1", param_hint="--port")
     b = EmbeddedBroker(port=port).start()
     typer.echo(f"broker listening on {b.bootstrap} (Ctrl-C to stop)")
+    code = 0
     try:
-        b.wait()
+        code = b.wait()
     except KeyboardInterrupt:
         pass
     finally:
         b.stop()
+    if code > 0:  # not killed by a signal (Ctrl-C, a stop): the broker itself failed
+        typer.echo(f"the broker exited with code {code}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -119,10 +174,9 @@ def worker(
     log_level: Annotated[str | None, typer.Option(help="debug|info|warning|error.")] = None,
 ) -> None:
     """Run a stream worker. Every setting also reads BEHAVIOR_STREAM_<NAME> (flags win)."""
-    from behavior_stream.stream.runtime.settings import load_settings
     from behavior_stream.stream.runtime.worker import run_worker
 
-    settings = load_settings(
+    settings = load_flag_settings(
         checkpoint=checkpoint,
         broker=broker,
         partitions=partitions,
@@ -148,7 +202,9 @@ def replay(
     ] = None,
     rate: Annotated[float | None, typer.Option(help="Cap at this many events per second.")] = None,
     max_: Annotated[bool, typer.Option("--max", help="As fast as the broker takes (the default).")] = False,
-    limit: Annotated[int | None, typer.Option(help="Send only the first N events (in time order).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Send only the first N events (in time order).")
+    ] = None,
     topic: Annotated[
         str | None, typer.Option(help="Target topic (default: the input topic setting).")
     ] = None,
@@ -161,14 +217,15 @@ def replay(
 
     from behavior_stream.data.loaders import load_events
     from behavior_stream.stream.runtime.kafka import ensure_topics
-    from behavior_stream.stream.runtime.settings import load_settings
     from behavior_stream.testing.replay import Pace, replay_events
     from behavior_stream.training.progress import Progress
 
+    # Every option is checked before the file is read and the broker waited for (up to 10 s).
     fmt_ = parse_format(fmt)
     if sum(x is not None and x is not False for x in (speed, rate, max_ or None)) > 1:
         raise typer.BadParameter("choose one of --speed, --rate and --max")
-    settings = load_settings(broker=broker)
+    pace = Pace(speed=positive(speed, "--speed"), rate=positive(rate, "--rate"))
+    settings = load_flag_settings(broker=broker)
     loaded = load_events(file, fmt_, purchases=purchases)
     events = loaded.events[:limit] if limit is not None else loaded.events
     if not events:
@@ -185,7 +242,7 @@ def replay(
         bar.update(sent)
 
     with bar:
-        summary = asyncio.run(replay_events(settings, events, topic, Pace(speed=speed, rate=rate), progress))
+        summary = asyncio.run(replay_events(settings, events, topic, pace, progress))
     skipped = ", ".join(f"{r} {n}" for r, n in loaded.report.malformed.most_common()) or "none"
     typer.echo(f"sent {summary.sent:,} events in {summary.seconds:.1f}s ({summary.rate:,.0f}/s) "
                f"to {topic or settings.input_topic}; malformed rows skipped: {skipped}")  # fmt: skip
@@ -196,9 +253,11 @@ def demo(
     data: Annotated[Path | None, typer.Option(help="Replay this file instead of generated data.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="Format of --data.")] = "jsonl",
     cell: Annotated[str, typer.Option(help="gru|lstm.")] = "gru",
-    epochs: Annotated[int, typer.Option(help="Training epochs (cached checkpoint reused).")] = 4,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (cached checkpoint reused).")] = 4,
     workdir: Annotated[Path, typer.Option(help="Where data, checkpoints and logs go.")] = Path("runs/demo"),
-    web_port: Annotated[int, typer.Option(help="Worker HTTP port (0: any free port).")] = 6066,
+    web_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Worker HTTP port (0: any free port).")
+    ] = 6066,
     keep_running: Annotated[bool, typer.Option(help="Leave the worker up for a dashboard.")] = False,
 ) -> None:
     """The whole system from nothing: broker, data, training, worker, replay, summary."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from behavior_stream.stream.core.outputs import ExcludePolicy
@@ -13,6 +14,14 @@ from behavior_stream.stream.core.outputs import ExcludePolicy
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+# One broker address: what both Faust (yarl URLs) and aiokafka (`collect_hosts`) read the same way.
+# The port defaults to 9092 in both; IPv6 literals need brackets (aiokafka's rule).
+BROKER_ADDRESS = re.compile(
+    r"(?:kafka://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9._-]*)(?::([0-9]{1,5}))?"
+)
+BROKER_SEPARATORS = re.compile(r"[;,]")  # Faust takes either between addresses
+BROKER_FORM = "kafka://HOST:PORT or HOST:PORT (PORT 1-65535; several joined by ';' or ',')"
 
 
 class Settings(BaseSettings):
@@ -129,6 +138,19 @@ class Settings(BaseSettings):
         "(persisted under data_dir; a restart reads the changelog from the local offset)",
     )
 
+    @field_validator("broker")
+    @classmethod
+    def _check_broker(cls, value: str) -> str:
+        # Checked here, not at connect time: a bad address would otherwise surface as an
+        # int() or socket error from inside aiokafka, naming neither the setting nor the form.
+        parts = BROKER_SEPARATORS.split(value)
+        for part in parts:
+            match = BROKER_ADDRESS.fullmatch(part.strip())
+            if match is None or (match[2] is not None and not 1 <= int(match[2]) <= 65535):
+                where = f" in {value!r}" if len(parts) > 1 else ""
+                raise ValueError(f"expected {BROKER_FORM}, got {part!r}{where}")
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _derive_stats_topic(cls, data: Any) -> Any:
@@ -141,9 +163,45 @@ class Settings(BaseSettings):
     @property
     def bootstrap_servers(self) -> str:
         """`host:port[,host:port]` for plain aiokafka clients."""
-        return ",".join(part.removeprefix("kafka://") for part in self.broker.split(";"))
+        return ",".join(
+            part.strip().removeprefix("kafka://") for part in BROKER_SEPARATORS.split(self.broker)
+        )
+
+
+class SettingsError(ValueError):
+    """A bad setting value: which `setting`, whether it came `from_env`, and the `problem`."""
+
+    def __init__(self, setting: str, from_env: bool, problem: str) -> None:
+        source = f"BEHAVIOR_STREAM_{setting.upper()}" if from_env else setting
+        super().__init__(f"{source}: {problem}")
+        self.setting = setting
+        self.from_env = from_env
+        self.problem = problem
+
+
+def _is_secret(setting: str) -> bool:
+    field = Settings.model_fields.get(setting)
+    return field is not None and (field.annotation is SecretStr or SecretStr in get_args(field.annotation))
+
+
+def _settings_error(exc: ValidationError, overrides: dict[str, object]) -> SettingsError:
+    """The first error of `exc` on one line (pydantic's own text spans lines and links its docs)."""
+    error = exc.errors(include_url=False)[0]
+    setting = str(error["loc"][0]) if error["loc"] else "settings"
+    problem = error["msg"].removeprefix("Value error, ")  # our validators' messages say what they got
+    if error["type"] != "value_error" and not _is_secret(setting):
+        problem += f", got {error['input']!r}"
+    return SettingsError(setting, setting in Settings.model_fields and setting not in overrides, problem)
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with explicit overrides (e.g. CLI flags) taking precedence."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    """Settings from the environment, with explicit overrides (e.g. CLI flags) taking precedence.
+
+    A bad value raises `SettingsError` naming the setting (or its variable, when it came from the
+    environment) and what is wrong, on one line.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise _settings_error(exc, given) from None
