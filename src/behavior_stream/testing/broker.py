@@ -85,7 +85,7 @@ class EmbeddedBroker:
         self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_for_port(self.host, self.port, timeout)
-        except TimeoutError:
+        except BaseException:  # a timeout, Ctrl-C, anything: never leave the process behind
             self.stop()
             raise
         if self._proc.poll() is not None:
