@@ -50,9 +50,9 @@ def compare_command(
     split_unit: Annotated[
         str | None, typer.Option(help="event|sequence; default: checkpoint A's, format's.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Bootstrap and probe-split seed.")] = 0,
-    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
-    knn_k: Annotated[int, typer.Option(help="Neighbours for the k-NN agreement.")] = 10,
+    seed: Annotated[int, typer.Option(min=0, help="Bootstrap and probe-split seed.")] = 0,
+    n_bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
+    knn_k: Annotated[int, typer.Option(min=1, help="Neighbours for the k-NN agreement.")] = 10,
     gru4rec_compat: Annotated[
         bool | None, typer.Option(help="Drop unseen-item events before evaluating; default: on for gru4rec.")
     ] = None,

@@ -94,6 +94,7 @@ def _scenario_section(
 
 
 def _baseline_names(text: str) -> list[str]:
+    """The baselines of `--baselines`; empty for `none` (or an empty value): the model alone."""
     from behavior_stream.evaluation.baselines import BASELINE_NAMES
 
     names = [n.strip() for n in text.split(",") if n.strip() and n.strip() != "none"]
@@ -123,8 +124,8 @@ def evaluate_command(
     split_unit: Annotated[
         str | None, typer.Option(help="event|sequence; default: checkpoint's, format's.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
-    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+    seed: Annotated[int, typer.Option(min=0, help="Bootstrap seed.")] = 0,
+    n_bootstrap: Annotated[int, typer.Option(min=1, help="Bootstrap resamples.")] = 1000,
     gru4rec_compat: Annotated[
         bool | None, typer.Option(help="Drop unseen-item events before evaluating; default: on for gru4rec.")
     ] = None,
@@ -139,7 +140,7 @@ def evaluate_command(
     ] = "session",
 ) -> None:
     """Evaluate next-item ranking (model + baselines) and purchase prediction on the held-out split."""
-    from behavior_stream.evaluation.baselines import item_counts
+    from behavior_stream.evaluation.baselines import BASELINE_NAMES, item_counts
     from behavior_stream.evaluation.plots import NO_PLOTS_NOTE, plotting_available
     from behavior_stream.evaluation.probe_report import probe_verdicts
     from behavior_stream.evaluation.protocol import EvalConfig, evaluate, write_metrics
@@ -160,6 +161,11 @@ def evaluate_command(
     if cart_horizon not in ("session", "test"):
         raise typer.BadParameter(f"{cart_horizon!r} is not one of session, test", param_hint="--cart-horizon")
     names = _baseline_names(baselines)
+    if not names and checkpoint is None:
+        raise typer.BadParameter(
+            f"nothing to evaluate: pass --checkpoint or a baseline ({', '.join(BASELINE_NAMES)})",
+            param_hint="--baselines",
+        )
     loaded = None
     if checkpoint is not None:
         from behavior_stream.nn.checkpoint import load_checkpoint

@@ -73,12 +73,22 @@ def split_settings(
 ) -> tuple[float, float, SplitUnit]:
     """CLI values, else the checkpoint's training split, else the defaults. Whether the chosen split
     overlaps the checkpoint's training data is checked on the data (`check_test_split`)."""
+    for value, option in ((valid_frac, "--valid-frac"), (test_frac, "--test-frac")):
+        if value is not None and not 0 <= value < 1:
+            raise typer.BadParameter(
+                f"must be a share of the events, 0 <= x < 1, got {value:g}", param_hint=option
+            )
     trained = (train_config.get("valid_frac"), train_config.get("test_frac"), train_config.get("split_unit"))
     chosen = (
         float(_first(valid_frac, trained[0], 0.1)),
         float(_first(test_frac, trained[1], 0.1)),
         str(_first(unit, trained[2], default_split_unit(fmt))),
     )
+    if chosen[0] + chosen[1] >= 1 and (valid_frac is not None or test_frac is not None):
+        raise typer.BadParameter(
+            f"the validation and test shares must sum to less than 1, got {chosen[0]:g} + {chosen[1]:g}",
+            param_hint="--valid-frac/--test-frac",
+        )
     if chosen[2] not in get_args(SplitUnit):
         raise typer.BadParameter(f"unknown split unit {chosen[2]!r}", param_hint="--split-unit")
     return chosen[0], chosen[1], cast(SplitUnit, chosen[2])

@@ -18,8 +18,8 @@ import hashlib
 import io
 import json
 import os
-import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,17 @@ from typing import Any, BinaryIO
 import torch
 
 from behavior_stream.nn.categories import CategoryVocab
-from behavior_stream.nn.config import LEGACY_OFF, ModelConfig
+from behavior_stream.nn.checkpoint_checks import (
+    Malformed,
+    check_metadata,
+    check_weights,
+    checked_config,
+    checked_vocab,
+    kind_of,
+    part,
+    unreadable,
+)
+from behavior_stream.nn.config import ModelConfig
 from behavior_stream.nn.network import SequenceModel
 from behavior_stream.schema.vocab import ItemVocab
 
@@ -72,10 +82,15 @@ def file_sha256(path: str | Path) -> str:
 
 def _sidecar_digests(path: Path) -> set[str] | None:
     """The digests a sidecar lists (one per line; two only while a new version is published)."""
+    sidecar = sidecar_path(path)
     try:
-        text = sidecar_path(path).read_text()
+        text = sidecar.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError as exc:  # a binary file under the sidecar's name
+        raise ChecksumError(
+            f"{sidecar}: not a checksum file (not text: {exc.reason} at byte {exc.start})"
+        ) from None
     return {line.split()[0].lower() for line in text.splitlines() if line.split()}
 
 
@@ -222,51 +237,74 @@ def verify_checksum(path: str | Path) -> bool:
     return _verified_bytes(Path(path))[1]
 
 
-def _torch_reason(exc: Exception) -> str:
-    """The telling part of a torch.load error (weights_only errors bury it in a page of advice)."""
-    text = str(exc)
-    found = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
-    line = found.group(1) if found else next((ln for ln in text.splitlines() if ln.strip()), "")
-    return line.strip()[:160] or type(exc).__name__
+def _loaded(data: dict[str, Any]) -> LoadedModel:
+    """The model of a checkpoint dict of this format; `Malformed` (or the error of the part that
+    refused it) for a structural problem."""
+    config = checked_config(data)
+    vocab = checked_vocab(data)
+    state = part(data, "state_dict", dict)
+    metadata = part(data, "metadata", dict)
+    check_metadata(metadata)
+    version = part(data, "version", str)
+    # Optional: None (or absent, in older checkpoints) for a model without item side data.
+    item_categories = data.get("item_categories")
+    names = data.get("category_names")
+    if item_categories is not None:
+        part(data, "item_categories", dict)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in item_categories.items()):
+            raise Malformed("item_categories is not a map of item id to category name strings")
+    if names is not None:
+        part(data, "category_names", list)
+        if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+            raise Malformed("category_names is not a list of distinct category name strings")
+    if config.category_dim > 0 and names is not None:
+        categories = CategoryVocab(tuple(names), dict(item_categories or {}))
+    else:
+        categories = None
+    if categories is None and "category_emb.weight" in state:
+        raise Malformed("its weights read item categories but it names none (category_names)")
+    model = SequenceModel(config, vocab.n_items, vocab.n_inputs, categories, vocab.items)
+    check_weights(model, state)
+    model.load_state_dict(state)
+    model.eval()
+    return LoadedModel(model, vocab, config, metadata, version, item_categories)
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:
     """Load a checkpoint (verifying its sidecar when present) into an eval-mode model.
 
-    `FileNotFoundError` when there is no file; `CheckpointError`, naming the file, when it is not
-    a checkpoint of this format or does not match its sidecar.
+    `FileNotFoundError` when there is no file; `CheckpointError`, naming the file and the part at
+    fault, when it is not a checkpoint of this format, is damaged (a part missing or of the wrong
+    type, weights that do not fit the config, NaN or infinite weights, a catalog listing an item
+    twice) or does not match its sidecar.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(2, "checkpoint does not exist", str(path))
     raw, _ = _verified_bytes(path)
     try:
-        data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A plain pickle (no checkpoint at all) makes torch warn about its protocol first.
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            data = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle, zip and runtime errors for foreign files
-        raise CheckpointError(f"{path}: not a torch checkpoint ({_torch_reason(exc)})") from exc
-    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
-        found = data.get("format_version") if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(unreadable(path, raw, exc)) from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(
+            f"{path}: unsupported checkpoint format: it holds {kind_of(data)}, expected the dict "
+            "`behavior-stream train` writes"
+        )
+    if "format_version" not in data:
+        raise CheckpointError(
+            f"{path}: unsupported checkpoint format: a dict without format_version, expected the dict "
+            f"`behavior-stream train` writes (format {FORMAT_VERSION})"
+        )
+    if data["format_version"] != FORMAT_VERSION:
+        found = data["format_version"]
         raise CheckpointError(f"{path}: unsupported checkpoint format {found!r}, expected {FORMAT_VERSION}")
     try:
-        config = ModelConfig.from_dict({**LEGACY_OFF, **data["config"]})
-        vocab = ItemVocab.from_dict(data["vocab"])
-        names = data.get("category_names")
-        if config.category_dim > 0 and names is not None:
-            categories = CategoryVocab(tuple(names), dict(data["item_categories"] or {}))
-        else:
-            categories = None
-        if categories is None and "category_emb.weight" in data["state_dict"]:
-            raise ValueError("its weights read item categories but it names none (category_names)")
-        model = SequenceModel(config, vocab.n_items, vocab.n_inputs, categories, vocab.items)
-        model.load_state_dict(data["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        return _loaded(data)
+    except Malformed as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({exc})") from exc
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from exc
-    model.eval()
-    return LoadedModel(
-        model=model,
-        vocab=vocab,
-        config=config,
-        metadata=data["metadata"],
-        model_version=data["version"],
-        item_categories=data["item_categories"],
-    )
