@@ -57,7 +57,7 @@ def test_compare_with_a_checkpoint_that_is_not_one(tmp_path: Path, malformed: Pa
     fake = tmp_path / "notes.pt"
     fake.write_bytes(b"PK\x03\x04 truncated zip")
     result = run_cli(["compare", str(real), str(fake), str(malformed)], tmp_path)
-    assert_one_line(result, "compare", "notes.pt", "not a torch checkpoint")
+    assert_one_line(result, "compare", "notes.pt", "not a complete torch checkpoint")
 
 
 def test_replay_of_a_missing_file(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from behavior_stream.nn.checkpoint import load_checkpoint, save_checkpoint
 from behavior_stream.schema.events import Event
 from behavior_stream.simulate.generator import generate
 from behavior_stream.training.config import TrainConfig
-from behavior_stream.training.loop import TrainResult, rank_metrics, train_model
+from behavior_stream.training.loop import NonFiniteLoss, TooLittleData, TrainResult, rank_metrics, train_model
 from tests.seqkit import small_config
 
 FAST = TrainConfig(epochs=4, batch_size=16, lr=0.01, patience=10, progress=False, max_len=40, burn_in=10)
@@ -122,7 +122,30 @@ def test_trained_model_beats_popularity_on_validation() -> None:
 
 
 def test_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError, match="lr > 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
         TrainConfig(lr=0.0)
-    with pytest.raises(ValueError, match="validation"):
-        train_model(events()[:5], small_config(), replace(FAST, valid_frac=0.0, test_frac=0.0))
+
+
+def test_a_part_with_nothing_to_score_stops_before_training() -> None:
+    """Five events leave validation without a next-item target: every figure would be NaN."""
+    with pytest.raises(TooLittleData, match=r"validation part .* no next-item target") as caught:
+        train_model(events()[:5], small_config(), replace(FAST, test_frac=0.0))
+    assert caught.value.setting == "valid_frac"
+    # Enough for validation, too few for the test part that test_frac asks for.
+    with pytest.raises(TooLittleData, match="test part") as caught:
+        train_model(events()[:400], small_config(), replace(FAST, valid_frac=0.5, test_frac=0.001))
+    assert caught.value.setting == "test_frac"
+    split = time_split(events(), 0.0, 0.2)
+    with pytest.raises(TooLittleData, match="test part") as caught:  # one event: nothing to predict
+        train_model(split.train, small_config(), FAST, test_events=split.test[:1])
+    assert caught.value.setting is None
+
+
+def test_a_loss_that_becomes_nan_stops_training_naming_epoch_and_step() -> None:
+    logged: list[int] = []
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1, batch \d+ of \d+.*lower the learning rate") as caught:
+        train_model(
+            events(), small_config(), replace(FAST, lr=1e308), on_epoch=lambda s: logged.append(s.epoch)
+        )
+    assert "nan" in str(caught.value) or "inf" in str(caught.value)
+    assert logged == []  # stopped inside the first epoch, before any validation

@@ -136,5 +136,5 @@ def test_a_model_without_heads_has_no_aux_loss() -> None:
     labels = labels_of(model, batch)
     assert aux_losses(model, out.hidden, labels, TrainConfig(), torch.Generator()) == {}
     assert weighted_aux_loss({}, TrainConfig()) is None
-    with pytest.raises(ValueError, match="weights must be >= 0"):
+    with pytest.raises(ValueError, match="next_type_weight must be a finite number >= 0"):
         TrainConfig(next_type_weight=-1.0)

@@ -13,8 +13,9 @@ from behavior_stream.data.splits import SplitUnit, time_split
 from behavior_stream.nn.config import ModelConfig
 from behavior_stream.schema.events import Event
 from behavior_stream.simulate.generator import generate
+from behavior_stream.training import tune
 from behavior_stream.training.config import TrainConfig
-from behavior_stream.training.loop import EpochStats, train_model
+from behavior_stream.training.loop import EpochStats, TooLittleData, train_model
 from behavior_stream.training.tune import (
     COSINE_SCALES,
     N_NEGATIVES,
@@ -110,3 +111,31 @@ def test_trials_report_each_epoch_and_are_pruned() -> None:
         )  # fmt: skip
     assert [t.state for t in ended] == [optuna.trial.TrialState.PRUNED] * 2
     assert all(list(t.intermediate_values) == [1] for t in ended)
+
+
+def test_a_trial_whose_training_diverges_is_pruned_and_the_search_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A learning rate that sends the loss to NaN is a bad point of the space, not bad data."""
+    real_suggest = tune.suggest
+
+    def diverging_first(trial: optuna.Trial, max_epochs: int, sampled: bool) -> tuple[dict, dict]:
+        model, train = real_suggest(trial, max_epochs, sampled)
+        return model, {**train, "lr": 1e308} if trial.number == 0 else train
+
+    monkeypatch.setattr(tune, "suggest", diverging_first)
+    ended: list[optuna.trial.FrozenTrial] = []
+    result = run_study(
+        events(), ModelConfig(), FAST, n_trials=2, budget_s=60, max_epochs=1, on_trial=ended.append
+    )
+    assert [t.state for t in ended] == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE]
+    assert result.study.best_trial.number == 1
+
+
+def test_data_too_small_for_the_split_fails_before_any_trial() -> None:
+    ended: list[optuna.trial.FrozenTrial] = []
+    with pytest.raises(TooLittleData, match="validation part"):
+        run_study(
+            events()[:8], ModelConfig(), FAST, n_trials=2, budget_s=60, max_epochs=1, on_trial=ended.append
+        )
+    assert ended == []

@@ -5,24 +5,36 @@ The events come from a file (`--log FILE --format F`) or from the input topic's 
 beginning (or from `--max-events` before its end) up to the end offsets it saw at the start.
 The checkpoint goes to the `checkpoint` setting (or `--checkpoint`) through `save_checkpoint`,
 so each worker's file watch hot-reloads it. `--every SECONDS` repeats it (the compose `retrain`
-service); a failed or skipped round is logged and the loop goes on.
+service); a failed or skipped round is logged and the loop goes on: one line for bad input
+(a bad file, too little data), a traceback only for an unexpected error. With `--runs N` the
+command's exit code is that of its last round: when the last round fails, it is reported as a
+single round's failure would be (exit 2 for bad input), whatever the earlier rounds did, since
+the checkpoint then served is not the one that round was to publish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from behavior_stream.cli.errors import InputError
+from behavior_stream.cli.errors import EXIT_BAD_INPUT, InputError, describe
 from behavior_stream.cli.options import ValidFracOption, parse_format
+from behavior_stream.cli.train import build_config, check_output, option_name, too_little_data
 from behavior_stream.schema.events import Event, Invalid, parse_event
 
 log = logging.getLogger(__name__)
+
+# The TrainConfig and ModelConfig fields that options set, and the option of each.
+SUBJECTS = {
+    **{name: option_name(name) for name in ("epochs", "batch_size", "valid_frac", "seed", "threads")},
+    "hidden_size": "--hidden",
+}
 
 READ_IDLE_MS = 1000  # a fetch this long without records past the end offsets ends the read
 DRAIN_S = 5.0  # at most this long reading past the end offsets on a busy topic
@@ -89,6 +101,28 @@ def _load(settings: Any, log_file: Path | None, fmt: str, topic: str | None, max
     return events
 
 
+def _check_schedule(every: float | None, runs: int | None, max_events: int, since: float | None) -> None:
+    """The options that shape the rounds, before any round: a bad one would fail only after a
+    round had trained and published (a negative --every at the first pause)."""
+    if every is not None and not (math.isfinite(every) and every > 0):
+        raise typer.BadParameter(f"must be a finite number of seconds > 0, got {every}", param_hint="--every")
+    if runs is not None and runs < 1:
+        raise typer.BadParameter(f"must be >= 1, got {runs}", param_hint="--runs")
+    if max_events < 1:
+        raise typer.BadParameter(f"must be >= 1, got {max_events}", param_hint="--max-events")
+    if since is not None and not (math.isfinite(since) and since > 0):
+        raise typer.BadParameter(f"must be a finite number of seconds > 0, got {since}", param_hint="--since")
+
+
+def _round_failed(done: int, out: Path, exc: Exception) -> None:
+    """Log a failed round of a schedule: bad input in one line, anything else with its traceback."""
+    line, code = describe(exc)
+    if code == EXIT_BAD_INPUT:
+        log.error("retrain round %d failed: %s; %s is unchanged", done, line, out)
+    else:
+        log.exception("retrain round %d failed; %s is unchanged", done, out)
+
+
 def retrain_command(
     log_file: Annotated[
         Path | None, typer.Option("--log", help="Event log file to train on.", exists=True, dir_okay=False)
@@ -117,22 +151,33 @@ def retrain_command(
         float | None, typer.Option(help="Retrain every SECONDS (until stopped or --runs rounds).")
     ] = None,
     runs: Annotated[
-        int | None, typer.Option(help="Rounds to run (default: 1, or unbounded with --every).")
+        int | None,
+        typer.Option(
+            help="Rounds to run (default: 1, or unbounded with --every); exit code: the last round's."
+        ),
     ] = None,
 ) -> None:
     """Retrain on the recent log (file or topic) and publish the checkpoint the workers hot-reload."""
+    from behavior_stream.nn.config import ModelConfig
     from behavior_stream.stream.runtime.settings import load_settings
     from behavior_stream.training.config import TrainConfig
+    from behavior_stream.training.loop import TooLittleData
     from behavior_stream.training.retrain import current_model, model_config, recent_events, retrain
 
     if (log_file is None) == (not from_topic):
         raise typer.BadParameter("give exactly one of --log FILE and --from-topic")
+    _check_schedule(every, runs, max_events, since)
     settings = load_settings(broker=broker, checkpoint=checkpoint)
     out = settings.checkpoint
     if out is None:
         raise typer.BadParameter("no checkpoint path: --checkpoint or BEHAVIOR_STREAM_CHECKPOINT")
-    train_cfg = TrainConfig(epochs=epochs, batch_size=batch_size, valid_frac=valid_frac, test_frac=0.0,
-                            seed=seed, threads=threads, progress=False)  # fmt: skip
+    check_output("--checkpoint" if checkpoint is not None else "checkpoint setting", out,
+                 {"--log": log_file}, sidecar=True)  # fmt: skip
+    train_fields = {"epochs": epochs, "batch_size": batch_size, "valid_frac": valid_frac, "test_frac": 0.0,
+                    "seed": seed, "threads": threads, "progress": False}  # fmt: skip
+    train_cfg = build_config(TrainConfig, train_fields, SUBJECTS)
+    if hidden is not None:  # checked now, not in the first round: the rest comes from the checkpoint
+        build_config(ModelConfig, {"hidden_size": hidden}, SUBJECTS)
     source = str(log_file) if log_file is not None else (topic or settings.input_topic)
     from_name = None if log_file is not None else source
     rounds = runs if runs is not None else (1 if every is None else None)
@@ -152,15 +197,18 @@ def retrain_command(
                 continue
             current = current_model(out)
             config = model_config(current, hidden_size=hidden)
-            outcome = retrain(
-                events, out, config, train_cfg, current, {"source": source, "events": len(events)}
-            )
+            try:
+                outcome = retrain(
+                    events, out, config, train_cfg, current, {"source": source, "events": len(events)}
+                )
+            except TooLittleData as exc:
+                raise too_little_data(exc, source, SUBJECTS) from exc
             last_data = data
-        except Exception:
-            if every is None:
-                raise  # one round: the CLI's error handling reports it (cli/errors.py)
+        except Exception as exc:
+            if every is None or done == rounds:
+                raise  # one round, or the last: the CLI's error handling reports it (cli/errors.py)
             # A scheduled service outlives a bad round (broker down, too little data for a split).
-            log.exception("retrain round %d failed; the served checkpoint is unchanged", done)
+            _round_failed(done, out, exc)
             continue
         recall = outcome.valid.get("recall@20", float("nan"))
         typer.echo(

@@ -10,6 +10,7 @@ import typer
 
 from behavior_stream.cli.errors import InputError
 from behavior_stream.cli.options import SplitUnitOption, ValidFracOption, parse_format
+from behavior_stream.cli.train import build_config, check_output, option_name, too_little_data
 from behavior_stream.data.loaders import FORMATS, load_events
 from behavior_stream.data.splits import SplitUnit, default_split_unit
 from behavior_stream.nn.config import CELLS, Cell, ModelConfig
@@ -18,6 +19,11 @@ from behavior_stream.training.config import Monitor, TrainConfig
 
 # Columns every trial has, in this order; the searched params follow (n_negatives only when sampled).
 FIRST_COLUMNS = ("number", "state", "value", "seconds", "best_epoch")
+# The TrainConfig fields that options set, and the option of each (for error messages).
+TRAIN_SUBJECTS = {
+    **{name: option_name(name) for name in ("seed", "threads", "valid_frac", "test_frac", "split_unit")},
+    "monitor": "--metric",
+}
 
 
 def _choice(value: str, choices: tuple[str, ...], hint: str) -> str:
@@ -97,23 +103,27 @@ def tune_command(
     unit = cast(
         SplitUnit, _choice(split_unit or default_split_unit(fmt_), get_args(SplitUnit), "--split-unit")
     )
-    try:
-        model = ModelConfig(cell=cell_)
-        train = TrainConfig(
-            seed=seed,
-            threads=threads,
-            valid_frac=valid_frac,  # with --valid, unused here but kept for `train --config`
-            test_frac=test_frac,
-            split_unit=unit,
-            monitor=metric_,
-            progress=False,
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    model = ModelConfig(cell=cell_)
+    train_fields = {
+        "seed": seed,
+        "threads": threads,
+        "valid_frac": valid_frac,  # with --valid, unused here but kept for `train --config`
+        "test_frac": test_frac,
+        "split_unit": unit,
+        "monitor": metric_,
+        "progress": False,
+    }
+    train = build_config(TrainConfig, train_fields, TRAIN_SUBJECTS)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}", "is not a directory (tune writes best.json and trials.csv into it)")
+    inputs = {"DATA": data, "--valid": valid, "--purchases": purchases}
+    for name in ("best.json", "trials.csv"):
+        check_output("--out", out / name, inputs)
     events = _load(data, fmt_, purchases, "tune on")
     valid_events = _load(valid, fmt_, None, "validate on") if valid is not None else None
 
     from behavior_stream.training.configfile import write_settings
+    from behavior_stream.training.loop import TooLittleData
     from behavior_stream.training.tune import NoTrialCompleted, run_study, trial_rows
 
     def show(trial: Any) -> None:
@@ -130,6 +140,10 @@ def tune_command(
         )  # fmt: skip
     except NoTrialCompleted as exc:
         raise InputError("--budget-s", str(exc)) from exc
+    except TooLittleData as exc:
+        if valid is not None:  # that file is the validation part
+            raise InputError(str(valid), f"{exc.detail}; use a longer --valid file") from exc
+        raise too_little_data(exc, str(data), TRAIN_SUBJECTS) from exc
     except ValueError as exc:  # too few events, a validation file that overlaps in time, ...
         raise InputError(str(data), str(exc)) from exc
     best = result.study.best_trial

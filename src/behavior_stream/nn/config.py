@@ -5,6 +5,8 @@ No torch here: the CLI builds and validates it before importing the model code.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
@@ -12,6 +14,66 @@ Cell = Literal["gru", "lstm"]
 CELLS: tuple[str, ...] = get_args(Cell)
 # The values of fields added after the first checkpoints, for a stored config that lacks them.
 LEGACY_OFF: dict[str, Any] = {"category_dim": 0, "aux_heads": False, "future_k": 0, "category_output": False}
+
+
+class SettingError(ValueError):
+    """A config field out of its range: `fields` names it (or the fields that conflict) and
+    `problem` says what is allowed and what was given, so a caller can name the option or the
+    settings-file key the value came from instead of the field."""
+
+    def __init__(self, fields: str | tuple[str, ...], problem: str) -> None:
+        self.fields = (fields,) if isinstance(fields, str) else fields
+        self.problem = problem
+        super().__init__(f"{' and '.join(self.fields)} {problem}")
+
+
+def check_int(name: str, value: object, low: int, high: int | None = None) -> None:
+    """`value` is an integer in [low, high] (no upper bound when `high` is None), else `SettingError`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise SettingError(name, f"must be an integer {bounds}, got {value!r}")
+
+
+def _in_range(value: int | float, low: float, high: float, low_open: bool, high_open: bool) -> bool:
+    finite = isinstance(value, int) or math.isfinite(value)  # a huge int does not convert to float
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    return finite and above and below
+
+
+def check_float(
+    name: str,
+    value: object,
+    low: float,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    """`value` is a finite number from `low` to `high` (each bound included unless open), else
+    `SettingError`. NaN and infinities never pass: a NaN fails no `<` check, so it must be named."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not _in_range(value, low, high, low_open, high_open)
+    ):
+        if math.isinf(high):
+            bounds = f"a finite number {'>' if low_open else '>='} {low:g}"
+        else:
+            bounds = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise SettingError(name, f"must be {bounds}, got {value!r}")
+
+
+def check_choice(name: str, value: object, choices: Iterable[str]) -> None:
+    """`value` is one of `choices`, else `SettingError`."""
+    options = tuple(choices)
+    if value not in options:
+        raise SettingError(name, f"must be one of {', '.join(options)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -57,8 +119,7 @@ class ModelConfig:
     rules_window: int = 10
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        check_choice("cell", self.cell, CELLS)
         positive = (
             "hidden_size",
             "item_dim",
@@ -76,30 +137,20 @@ class ModelConfig:
             "rules_window",
         )
         for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.n_gap_buckets < 2:
-            raise ValueError(
-                f"n_gap_buckets must be >= 2 (first-event bucket + gaps), got {self.n_gap_buckets}"
-            )
+            check_int(name, getattr(self, name), 1)
+        check_int("n_gap_buckets", self.n_gap_buckets, 2)  # the first-event bucket + gaps
         for name in ("category_dim", "future_k"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if not self.cosine_scale >= 0.0:
-            raise ValueError(f"cosine_scale must be >= 0 (0: dot product), got {self.cosine_scale}")
-        if not self.rules_weight >= 0.0:
-            raise ValueError(f"rules_weight must be >= 0 (0: no rules), got {self.rules_weight}")
-        if not self.rules_sharpness > 0.0:
-            raise ValueError(f"rules_sharpness must be > 0, got {self.rules_sharpness}")
+            check_int(name, getattr(self, name), 0)
+        check_float("cosine_scale", self.cosine_scale, 0.0)  # 0: dot product
+        check_float("rules_weight", self.rules_weight, 0.0)  # 0: no rules
+        check_float("rules_sharpness", self.rules_sharpness, 0.0, low_open=True)
         if self.rules_recent > self.repeat_window:
-            raise ValueError(
-                f"rules_recent ({self.rules_recent}) reads the history window: at most repeat_window "
-                f"({self.repeat_window})"
+            raise SettingError(
+                "rules_recent",
+                f"reads the history window: must be <= repeat_window ({self.repeat_window}), "
+                f"got {self.rules_recent}",
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_float("dropout", self.dropout, 0.0, 1.0, high_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type form for checkpoints (loadable with `torch.load(weights_only=True)`)."""

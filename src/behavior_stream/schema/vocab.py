@@ -78,8 +78,9 @@ class ItemVocab:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ItemVocab:
-        """Inverse of `to_dict`."""
-        items = data["items"]
-        buckets = data["n_oov_buckets"]
-        assert isinstance(items, list) and isinstance(buckets, int)
+        """Inverse of `to_dict`; ValueError for a dict of another shape (input, so not an assert)."""
+        items = data.get("items")
+        buckets = data.get("n_oov_buckets")
+        if not isinstance(items, list) or not isinstance(buckets, int) or isinstance(buckets, bool):
+            raise ValueError("a vocabulary needs a list of items and an integer n_oov_buckets")
         return cls(tuple(str(i) for i in items), buckets)

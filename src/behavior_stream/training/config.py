@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from behavior_stream.data.splits import SplitUnit
+from behavior_stream.nn.config import SettingError, check_choice, check_float, check_int
 
 Monitor = Literal["recall", "mrr"]
 # Next-item softmax: "auto" is exact up to `full_softmax_max_items` catalog items, sampled above.
@@ -16,6 +17,9 @@ ItemSoftmax = Literal["auto", "full", "sampled"]
 # Proposal of the sampled softmax's negatives: uniform, or popularity ** sample_alpha with logQ.
 Negatives = Literal["uniform", "popularity"]
 Optimizer = Literal["adamw", "adagrad"]
+SEED_MAX = 2**32 - 1  # numpy, torch and optuna's samplers all take a seed in [0, 2**32)
+THREADS_MAX = 1024  # torch overflows far above this; no CPU here has more cores
+AUX_HEADS = ("session_purchase", "next_type", "log_gap", "session_rest", "next_category", "future")
 
 
 @dataclass(frozen=True)
@@ -65,20 +69,33 @@ class TrainConfig:
     future_weight: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.threads < 1 or self.k < 1:
-            raise ValueError(f"epochs, batch_size, threads and k must be >= 1: {self}")
-        if self.lr <= 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError(f"need lr > 0 and lr_decay in (0, 1], got {self.lr}, {self.lr_decay}")
-        for name, kind in (("monitor", Monitor), ("item_softmax", ItemSoftmax), ("negatives", Negatives),
-                           ("optimizer", Optimizer)):  # fmt: skip
-            if getattr(self, name) not in get_args(kind):
-                raise ValueError(f"{name} must be one of {get_args(kind)}, got {getattr(self, name)!r}")
-        if self.n_negatives < 1 or not 0.0 <= self.sample_alpha <= 1.0 or not 0.0 <= self.momentum < 1.0:
-            raise ValueError(f"need n_negatives >= 1, sample_alpha in [0, 1], momentum in [0, 1): {self}")
-        aux = ("session_purchase", "next_type", "log_gap", "session_rest", "next_category", "future")
-        if any(getattr(self, f"{name}_weight") < 0 for name in aux):
-            raise ValueError(f"auxiliary loss weights must be >= 0: {self}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
-        if self.max_len < 1 or self.burn_in < 0 or self.patience < 1:
-            raise ValueError(f"need max_len >= 1, burn_in >= 0, patience >= 1: {self}")
+        """Check every field on its own, so an error names the one field (`SettingError`)."""
+        for name in ("epochs", "batch_size", "max_len", "n_negatives", "softmax_chunk", "k", "patience"):
+            check_int(name, getattr(self, name), 1)
+        check_int("seed", self.seed, 0, SEED_MAX)
+        check_int("threads", self.threads, 1, THREADS_MAX)
+        check_int("burn_in", self.burn_in, 0)
+        # >= 1: an item outside the catalog is hashed into one of the buckets (schema/vocab.py).
+        check_int("n_oov_buckets", self.n_oov_buckets, 1)
+        check_int("full_softmax_max_items", self.full_softmax_max_items, 0)  # 0: always sampled
+        check_float("lr", self.lr, 0.0, low_open=True)
+        check_float("lr_decay", self.lr_decay, 0.0, 1.0, low_open=True)
+        check_float("weight_decay", self.weight_decay, 0.0)
+        # 0 would scale every gradient to nothing, a negative norm flips it (torch clip_grad_norm_).
+        check_float("clip_norm", self.clip_norm, 0.0, low_open=True)
+        check_float("valid_frac", self.valid_frac, 0.0, 1.0, low_open=True, high_open=True)
+        check_float("test_frac", self.test_frac, 0.0, 1.0, high_open=True)  # 0: no test part
+        if self.valid_frac + self.test_frac >= 1:
+            raise SettingError(
+                ("valid_frac", "test_frac"),
+                f"must sum to less than 1 (the rest is training), got {self.valid_frac} + {self.test_frac}",
+            )
+        check_float("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_float("ema_decay", self.ema_decay, 0.0, 1.0, high_open=True)  # 0: off
+        check_float("sample_alpha", self.sample_alpha, 0.0, 1.0)
+        check_float("purchase_weight", self.purchase_weight, 0.0)
+        for name in AUX_HEADS:
+            check_float(f"{name}_weight", getattr(self, f"{name}_weight"), 0.0)
+        for name, kind in (("split_unit", SplitUnit), ("monitor", Monitor), ("item_softmax", ItemSoftmax),
+                           ("negatives", Negatives), ("optimizer", Optimizer)):  # fmt: skip
+            check_choice(name, getattr(self, name), get_args(kind))

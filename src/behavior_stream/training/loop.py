@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from behavior_stream.data.splits import EvalSequence, eval_sequences, group_by_user, time_split
+from behavior_stream.data.splits import EvalSequence, group_by_user
 from behavior_stream.evaluation.metrics import mrr_at_k, recall_at_k
 from behavior_stream.evaluation.model_scorer import ModelScorer
 from behavior_stream.evaluation.ranking import next_item_targets, rank_targets
@@ -37,12 +37,27 @@ from behavior_stream.training.config import TrainConfig
 from behavior_stream.training.multitask import aux_labels, aux_losses, weighted_aux_loss
 from behavior_stream.training.objective import NextItemLoss, purchase_loss
 from behavior_stream.training.optim import WeightAverage, make_optimizer
+from behavior_stream.training.parts import TooLittleData, TrainingParts, training_parts
 from behavior_stream.training.progress import Progress
 
-__all__ = ["EpochStats", "TrainConfig", "TrainResult", "rank_metrics", "train_model"]
+__all__ = [
+    "EpochStats",
+    "NonFiniteLoss",
+    "TooLittleData",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingParts",
+    "rank_metrics",
+    "train_model",
+    "training_parts",
+]
 
 log = logging.getLogger(__name__)
 BOUGHT_TOGETHER_TOP_N = 20  # partners kept per item in the checkpoint's cart table
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite: the weights are lost, so training stops there."""
 
 
 @dataclass(frozen=True)
@@ -98,16 +113,6 @@ def _batch_loss(
     return item, buy, aux if aux is not None else item.new_zeros(())
 
 
-def _split(
-    events: list[Event], cfg: TrainConfig, test_events: list[Event] | None
-) -> tuple[list[Event], list[Event], list[Event]]:
-    if test_events is None:
-        split = time_split(events, cfg.valid_frac, cfg.test_frac, cfg.split_unit)
-        return split.train, split.valid, split.test
-    split = time_split(events, cfg.valid_frac, 0.0, cfg.split_unit)
-    return split.train, split.valid, sorted(test_events, key=lambda e: e.ts)
-
-
 def _train_epoch(
     model: SequenceModel,
     optimizer: torch.optim.Optimizer,
@@ -115,23 +120,32 @@ def _train_epoch(
     n_batches: int,
     cfg: TrainConfig,
     gen: torch.Generator,
-    desc: str,
+    epoch: int,
     item_loss: NextItemLoss,
     average: WeightAverage | None = None,
 ) -> tuple[np.ndarray, int]:
-    """One pass over the batches; returns example-weighted (loss, item, purchase) sums and examples."""
+    """One pass over the batches; returns example-weighted (loss, item, purchase) sums and examples.
+
+    A NaN or infinite loss raises `NonFiniteLoss` before the step that would spread it to the
+    weights, and so do non-finite weights at the end of the epoch.
+    """
     model.train()
     sums = np.zeros(3)
     n_examples = 0
     start = time.perf_counter()
     # A bar on a terminal; in a log, a line per 30 s of a long epoch (the epoch's own line follows).
-    with Progress(n_batches, desc, "batch", enabled=cfg.progress) as bar:
+    with Progress(n_batches, f"epoch {epoch}", "batch", enabled=cfg.progress) as bar:
         for i, batch in enumerate(batches, 1):
             bar.update(i)
             if batch.n_examples == 0:
                 continue
             item, buy, aux = _batch_loss(model, batch, cfg, gen, item_loss)
             loss = item + cfg.purchase_weight * buy + aux
+            if not torch.isfinite(loss):  # a sync, but `loss.item()` below syncs anyway
+                raise NonFiniteLoss(
+                    f"training diverged: the loss is {loss.item()} at epoch {epoch}, batch {i} of "
+                    f"{n_batches}; lower the learning rate (lr {cfg.lr:g})"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
@@ -142,6 +156,12 @@ def _train_epoch(
             n_examples += batch.n_examples
             rate = n_examples / (time.perf_counter() - start)
             bar.postfix(loss=f"{sums[0] / n_examples:.3f}", ex_s=f"{rate:.0f}")
+    # The epoch's last step may have made the weights non-finite with no loss left to show it.
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise NonFiniteLoss(
+            f"training diverged: the weights are not finite after epoch {epoch}; "
+            f"lower the learning rate (lr {cfg.lr:g})"
+        )
     model.eval()
     return sums, n_examples
 
@@ -188,16 +208,14 @@ def train_model(
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    train, valid, test = _split(events, cfg, test_events)
-    if not train or not valid:
-        raise ValueError(f"need train and validation events, got {len(train)} / {len(valid)}")
-    vocab = ItemVocab.build((e.item_id for e in (*train, *valid)), cfg.n_oov_buckets)
+    parts = training_parts(events, cfg, test_events)
+    train, valid, test, vocab = parts.train, parts.valid, parts.test, parts.vocab
+    valid_seqs, test_seqs = parts.valid_seqs, parts.test_seqs
     # Item side data as an input: categories of the training items get rows; the map keeps every
     # item the side data knows, so a new item still brings its category.
     cats = CategoryVocab.build(categories, (e.item_id for e in train)) if categories else None
     encoded = [encode_arrays(seq, vocab, config, cats) for seq in group_by_user(train).values()]
     windows = make_windows([len(e) for e in encoded], cfg.max_len, cfg.burn_in)
-    valid_seqs = eval_sequences(train, valid)
     log.info("split %d/%d/%d events, %d catalog items, %d training windows",
              len(train), len(valid), len(test), vocab.n_items, len(windows))  # fmt: skip
 
@@ -216,9 +234,7 @@ def train_model(
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         batches = iterate_batches(encoded, windows, cfg.batch_size, config, rng)
-        sums, n = _train_epoch(
-            model, optimizer, batches, n_batches, cfg, gen, f"epoch {epoch}", item_loss, average
-        )
+        sums, n = _train_epoch(model, optimizer, batches, n_batches, cfg, gen, epoch, item_loss, average)
         schedule.step()
         train_seconds = time.perf_counter() - t0
         # With a weight average, the epoch is judged (and kept) by the averaged weights.
@@ -246,7 +262,7 @@ def train_model(
         # validation figures above are those of the train-only table.
         both = group_by_user([*train, *valid]).values()
         model.set_rules(*_fit_rules([encode_arrays(seq, vocab, config, cats) for seq in both], vocab, config))
-    test_figures = rank_metrics(scorer, eval_sequences([*train, *valid], test), cfg.k) if test else None
+    test_figures = rank_metrics(scorer, test_seqs, cfg.k) if test_seqs is not None else None
     metadata = {
         "dataset": dataset or {},
         "seed": cfg.seed,

@@ -139,13 +139,16 @@ def run_study(
 
     `train.monitor` is the metric optimised and `train.seed` seeds both the sampler and every
     trial's training; `on_trial` sees each trial as it ends (the CLI prints a line);
-    `drop_unseen` as in `tuning_events`.
+    `drop_unseen` as in `tuning_events`. Data too small for the split fails before any trial
+    (`TooLittleData`); a trial whose training diverges is pruned, and the search goes on.
     """
     import optuna
 
-    from behavior_stream.training.loop import EpochStats, train_model
+    from behavior_stream.training.loop import EpochStats, NonFiniteLoss, train_model, training_parts
 
     kept, valid_frac = tuning_events(events, train, valid_events, drop_unseen)
+    # Every trial splits as this does: a part with nothing to score would fail each one.
+    training_parts(kept, replace(train, valid_frac=valid_frac, test_frac=0.0))
     n_items = len({e.item_id for e in kept if e.item_id is not None})  # the catalog train_model builds
     sampled = n_items > train.full_softmax_max_items
     metric = train.monitor
@@ -160,7 +163,11 @@ def run_study(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"epoch {stats.epoch} below the median")
 
-        result = train_model(kept, trial_model, trial_train, on_epoch=report)
+        try:
+            result = train_model(kept, trial_model, trial_train, on_epoch=report)
+        except NonFiniteLoss as exc:  # a point of the search space, not the data: try others
+            log.warning("trial %d pruned: %s", trial.number, exc)
+            raise optuna.TrialPruned(str(exc)) from None
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("recall@20", result.valid["recall@20"])
         trial.set_user_attr("mrr@20", result.valid["mrr@20"])
