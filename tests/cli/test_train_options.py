@@ -164,6 +164,7 @@ def test_retrain_checks_its_schedule_and_settings_before_any_round(data: Path, t
         (["--max-events", "-10"], "--max-events"),
         (["--every", "nan"], "--every"),
         (["--since", "-5"], "--since"),
+        (["--broker", "http://x:y:z"], "--broker"),
     ):
         result = invoke(*base, *args)
         assert result.exit_code == 2 and option in result.output, result.output

@@ -6,7 +6,7 @@ import math
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -14,16 +14,13 @@ from behavior_stream.cli.bench import bench_command
 from behavior_stream.cli.compare import compare_command
 from behavior_stream.cli.errors import ErrorHandlingGroup, InputError
 from behavior_stream.cli.evaluate import evaluate_command
-from behavior_stream.cli.options import parse_format
+from behavior_stream.cli.options import load_flag_settings, parse_format
 from behavior_stream.cli.retrain import retrain_command
 from behavior_stream.cli.train import train_command
 from behavior_stream.cli.tune import tune_command
 from behavior_stream.simulate.catalog import MAX_CATEGORIES
 from behavior_stream.simulate.generator import DEFAULT_EVENTS, DEFAULT_ITEMS, DEFAULT_SEED, DEFAULT_USERS
 from behavior_stream.stream.runtime.logs import LEVELS, configure_logging
-
-if TYPE_CHECKING:
-    from behavior_stream.stream.runtime.settings import Settings
 
 app = typer.Typer(
     help="Real-time user representations and next-item recommendations from behavior events.",
@@ -69,21 +66,6 @@ def configure(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--log-level") from None
     ctx.obj = log_level  # flags win over the environment: the worker uses it unless given its own
-
-
-def load_flag_settings(**flags: object) -> Settings:
-    """`load_settings(**flags)`, where a bad flag value is a usage error naming the flag.
-
-    A bad value from the environment keeps the message of `SettingsError`, which names the variable.
-    """
-    from behavior_stream.stream.runtime.settings import SettingsError, load_settings
-
-    try:
-        return load_settings(**flags)
-    except SettingsError as exc:
-        if exc.from_env or flags.get(exc.setting) is None:
-            raise
-        raise typer.BadParameter(exc.problem, param_hint=f"--{exc.setting.replace('_', '-')}") from None
 
 
 def port_in_use(port: int) -> bool:

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from behavior_stream.cli.errors import EXIT_BAD_INPUT, InputError, describe
-from behavior_stream.cli.options import ValidFracOption, parse_format
+from behavior_stream.cli.options import ValidFracOption, load_flag_settings, parse_format
 from behavior_stream.cli.train import build_config, check_output, option_name, too_little_data
 from behavior_stream.schema.events import Event, Invalid, parse_event
 
@@ -159,7 +159,6 @@ def retrain_command(
 ) -> None:
     """Retrain on the recent log (file or topic) and publish the checkpoint the workers hot-reload."""
     from behavior_stream.nn.config import ModelConfig
-    from behavior_stream.stream.runtime.settings import load_settings
     from behavior_stream.training.config import TrainConfig
     from behavior_stream.training.loop import TooLittleData
     from behavior_stream.training.retrain import current_model, model_config, recent_events, retrain
@@ -167,7 +166,7 @@ def retrain_command(
     if (log_file is None) == (not from_topic):
         raise typer.BadParameter("give exactly one of --log FILE and --from-topic")
     _check_schedule(every, runs, max_events, since)
-    settings = load_settings(broker=broker, checkpoint=checkpoint)
+    settings = load_flag_settings(broker=broker, checkpoint=checkpoint)
     out = settings.checkpoint
     if out is None:
         raise typer.BadParameter("no checkpoint path: --checkpoint or BEHAVIOR_STREAM_CHECKPOINT")
