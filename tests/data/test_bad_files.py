@@ -250,6 +250,12 @@ def test_diginetica_categories_file_is_read_when_intact(tmp_path: Path) -> None:
     assert load_events(views, "diginetica").categories == {"10": "c1", "11": "c2"}
 
 
+def assert_warned_no_categories(caplog: pytest.LogCaptureFixture, side_file: Path) -> None:
+    """A WARNING named `side_file` and said the load goes on without item categories."""
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(side_file) in m and "no item categories" in m for m in warnings), warnings
+
+
 @pytest.mark.parametrize("broken", ["bad header", "directory"])
 def test_broken_categories_file_beside_the_views_is_a_warning(
     tmp_path: Path, broken: str, caplog: pytest.LogCaptureFixture
@@ -264,8 +270,7 @@ def test_broken_categories_file_beside_the_views_is_a_warning(
         loaded = load_events(views, "diginetica")
     assert [e.item_id for e in loaded.events] == ["10", "11"]
     assert loaded.categories == {}
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(str(side) in m and "no item categories" in m for m in warnings), warnings
+    assert_warned_no_categories(caplog, side)
 
 
 @pytest.mark.parametrize("broken", ["not json", "directory"])
@@ -283,8 +288,7 @@ def test_broken_catalog_sidecar_is_a_warning(
     with caplog.at_level(logging.WARNING):
         loaded = load_events(path, "jsonl")
     assert loaded.events == events and loaded.categories == {}
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(str(sidecar) in m and "no item categories" in m for m in warnings), warnings
+    assert_warned_no_categories(caplog, sidecar)
 
 
 def test_broken_purchases_file_passed_explicitly_is_an_error(tmp_path: Path) -> None:

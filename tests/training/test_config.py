@@ -74,19 +74,14 @@ def test_a_bad_train_setting_names_only_its_field_and_value(field: str, value: A
     assert message.startswith(f"{field} ") and "TrainConfig(" not in message and len(message) < 120
 
 
-@pytest.mark.parametrize("field", FLOAT_TRAIN_FIELDS)
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [(TrainConfig, f) for f in FLOAT_TRAIN_FIELDS] + [(ModelConfig, f) for f in FLOAT_MODEL_FIELDS],
+)
 @pytest.mark.parametrize("value", NOT_FINITE)
-def test_every_float_train_setting_must_be_finite(field: str, value: float) -> None:
+def test_every_float_setting_must_be_finite(config: type, field: str, value: float) -> None:
     with pytest.raises(SettingError) as caught:
-        TrainConfig(**setting(field, value))
-    assert caught.value.fields == (field,)
-
-
-@pytest.mark.parametrize("field", FLOAT_MODEL_FIELDS)
-@pytest.mark.parametrize("value", NOT_FINITE)
-def test_every_float_model_setting_must_be_finite(field: str, value: float) -> None:
-    with pytest.raises(SettingError) as caught:
-        ModelConfig(**setting(field, value))
+        config(**setting(field, value))
     assert caught.value.fields == (field,)
 
 

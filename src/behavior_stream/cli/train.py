@@ -40,7 +40,8 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _choice(value: str, choices: tuple[str, ...], hint: str) -> str:
+def choice(value: str, choices: tuple[str, ...], hint: str) -> str:
+    """`value` if it is one of `choices`, else a usage error naming `hint` (the option or key)."""
     if value not in choices:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=hint)
     return value
@@ -68,7 +69,9 @@ def check_output(
     """Refuse, before any work, an output path (with `sidecar`, also its `.sha256`) that is a
     directory or the same file as one of `inputs` (what names it -> path; None: not given),
     which writing it would destroy."""
-    targets = [path, Path(f"{path}.sha256")] if sidecar else [path]  # nn.checkpoint.sidecar_path
+    from behavior_stream.nn.checkpoint import sidecar_path  # torch: only once a command runs
+
+    targets = [path, sidecar_path(path)] if sidecar else [path]
     for target in targets:
         what = "" if target == path else f"its checksum file {target} "
         if target.is_dir():
@@ -187,13 +190,13 @@ def train_command(
     fmt_ = parse_format(fmt)
     merged = merge_settings(ctx, config_file)
     model_fields, train_fields, train_subjects = merged.model, merged.train, merged.train_subjects
-    model_fields["cell"] = cast(Cell, _choice(model_fields["cell"], CELLS, merged.model_subjects["cell"]))
+    model_fields["cell"] = cast(Cell, choice(model_fields["cell"], CELLS, merged.model_subjects["cell"]))
     unit = train_fields["split_unit"] or default_split_unit(fmt_)
     train_fields["split_unit"] = cast(
-        SplitUnit, _choice(unit, get_args(SplitUnit), train_subjects["split_unit"])
+        SplitUnit, choice(unit, get_args(SplitUnit), train_subjects["split_unit"])
     )
     train_fields["monitor"] = cast(
-        Monitor, _choice(train_fields["monitor"], get_args(Monitor), train_subjects["monitor"])
+        Monitor, choice(train_fields["monitor"], get_args(Monitor), train_subjects["monitor"])
     )
     if test is not None:
         train_fields["test_frac"] = 0.0

@@ -10,7 +10,7 @@ import typer
 
 from behavior_stream.cli.errors import InputError
 from behavior_stream.cli.options import SplitUnitOption, ValidFracOption, parse_format
-from behavior_stream.cli.train import build_config, check_output, option_name, too_little_data
+from behavior_stream.cli.train import build_config, check_output, choice, option_name, too_little_data
 from behavior_stream.data.loaders import FORMATS, load_events
 from behavior_stream.data.splits import SplitUnit, default_split_unit
 from behavior_stream.nn.config import CELLS, Cell, ModelConfig
@@ -24,12 +24,6 @@ TRAIN_SUBJECTS = {
     **{name: option_name(name) for name in ("seed", "threads", "valid_frac", "test_frac", "split_unit")},
     "monitor": "--metric",
 }
-
-
-def _choice(value: str, choices: tuple[str, ...], hint: str) -> str:
-    if value not in choices:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}", param_hint=hint)
-    return value
 
 
 def _load(path: Path, fmt: Any, purchases: Path | None, what: str) -> list[Event]:
@@ -98,10 +92,10 @@ def tune_command(
     negatives' number and proposal when sampled) with TPE and median pruning; writes OUT/best.json
     for `train --config` and OUT/trials.csv."""
     fmt_ = parse_format(fmt)
-    cell_ = cast(Cell, _choice(cell, CELLS, "--cell"))
-    metric_ = cast(Monitor, _choice(metric, get_args(Monitor), "--metric"))
+    cell_ = cast(Cell, choice(cell, CELLS, "--cell"))
+    metric_ = cast(Monitor, choice(metric, get_args(Monitor), "--metric"))
     unit = cast(
-        SplitUnit, _choice(split_unit or default_split_unit(fmt_), get_args(SplitUnit), "--split-unit")
+        SplitUnit, choice(split_unit or default_split_unit(fmt_), get_args(SplitUnit), "--split-unit")
     )
     model = ModelConfig(cell=cell_)
     train_fields = {
