@@ -138,7 +138,7 @@ def _check_id(obj: dict[str, Any], name: str, required: bool) -> str | Invalid |
         return None
     if not isinstance(value, str):
         return Invalid(Reason.WRONG_TYPE, f"{name} must be a string, got {type(value).__name__}")
-    if not value.strip():
+    if not value or value.isspace():  # isspace: no copy of the id per event, as strip() made
         # A blank id would pass for a real user or item (and every blank one would be the same).
         return Invalid(Reason.EMPTY_FIELD, f"{name} is empty" if not value else f"{name} is only whitespace")
     if len(value) > MAX_ID_CHARS:
