@@ -146,3 +146,16 @@ def test_pace_refuses_what_it_cannot_pace_by(value: float) -> None:
         main.positive(value, "--speed")
     assert main.positive(None, "--speed") is None
     assert main.positive(0.5, "--speed") == 0.5
+
+
+def test_demo_checks_the_environment_before_generating_or_training(
+    invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BEHAVIOR_STREAM_PARTITIONS", "0")
+    result = invoke("demo", "--workdir", "w")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "behavior-stream demo: error: BEHAVIOR_STREAM_PARTITIONS: "
+        "Input should be greater than or equal to 1, got '0'\n"
+    )
+    assert list(Path.cwd().iterdir()) == []  # no data generated, no model trained

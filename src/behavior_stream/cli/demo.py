@@ -34,7 +34,7 @@ from behavior_stream.simulate.generator import (
     read_catalog,
 )
 from behavior_stream.stream.runtime.kafka import ensure_topics
-from behavior_stream.stream.runtime.settings import Settings
+from behavior_stream.stream.runtime.settings import load_settings
 from behavior_stream.testing.broker import EmbeddedBroker, free_port
 from behavior_stream.testing.replay import Producer
 from behavior_stream.testing.workerproc import WorkerProcess
@@ -135,6 +135,8 @@ def mixed_records(events: list[Event], opts: DemoOptions, seed: int = 0) -> list
 
 def run_demo(opts: DemoOptions) -> DemoReport:
     """Run the demo end to end; returns what the summary shows."""
+    # The environment's settings are checked before minutes of data and training, not after.
+    load_settings()
     opts.workdir.mkdir(parents=True, exist_ok=True)
     events, names, data_path, categories = dataset(opts)
     cut = events[int(len(events) * opts.train_frac)].ts
@@ -146,7 +148,7 @@ def run_demo(opts: DemoOptions) -> DemoReport:
     broker = EmbeddedBroker(port=free_port(), log_path=opts.workdir / "broker.log").start()
     worker: WorkerProcess | None = None
     try:
-        settings = Settings(
+        settings = load_settings(
             broker=broker.url,
             checkpoint=checkpoint,
             web_port=opts.web_port if opts.web_port else free_port(),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -74,3 +76,16 @@ def test_a_bad_secret_is_not_echoed() -> None:
         load_settings(sasl_password=12345)
     assert caught.value.setting == "sasl_password"
     assert "12345" not in str(caught.value)
+
+
+def test_the_worker_module_reports_a_bad_environment_setting_in_one_line() -> None:
+    # `python -m ...worker` reads settings from the environment only; it must fail as the CLI does.
+    env = {**os.environ, "BEHAVIOR_STREAM_PARTITIONS": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "behavior_stream.stream.runtime.worker"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "worker: error: BEHAVIOR_STREAM_PARTITIONS: Input should be greater than or equal to 1, got '0'"
+    ]

@@ -114,9 +114,16 @@ def run_worker(settings: Settings, broker_wait_s: float = BROKER_WAIT_S) -> None
 
 # `python -m behavior_stream.stream.runtime.worker`: settings from the environment only
 if __name__ == "__main__":
-    from behavior_stream.stream.runtime.logs import configure_logging
-    from behavior_stream.stream.runtime.settings import load_settings
+    import sys
 
-    main_settings = load_settings()
+    from behavior_stream.stream.runtime.logs import configure_logging
+    from behavior_stream.stream.runtime.settings import SettingsError, load_settings
+
+    try:
+        main_settings = load_settings()
+    except SettingsError as exc:
+        # As the CLI reports bad input: one line naming the variable, exit 2, no traceback.
+        sys.stderr.write(f"worker: error: {exc}\n")
+        sys.exit(2)
     configure_logging(main_settings.log_level)
     run_worker(main_settings)
