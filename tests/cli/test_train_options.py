@@ -99,6 +99,20 @@ def test_an_output_that_is_an_input_or_its_sidecar_is_refused(data: Path, tmp_pa
     assert data.read_bytes() == before and named.read_bytes() == before and not out.exists()
 
 
+def test_an_output_whose_directory_cannot_be_made_is_refused_before_training(
+    data: Path, tmp_path: Path
+) -> None:
+    # A file where a directory of the path should be: the save would fail after the whole training.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "runs" / "m.pt"
+    line = str(input_error(invoke("train", str(data), "--out", str(out), "--epochs", "1")))
+    assert line == f"--out {out}: {blocker} is not a directory"
+    assert "is not a directory" in str(
+        input_error(invoke("tune", str(data), "--out", str(blocker / "best"), "--trials", "1"))
+    )
+
+
 def test_tune_refuses_outputs_that_clash_before_any_trial(data: Path, tmp_path: Path) -> None:
     result = invoke("tune", str(data), "--out", str(data), "--trials", "1")
     assert "is not a directory" in str(input_error(result)) and "trial" not in result.output

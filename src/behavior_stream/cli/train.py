@@ -63,14 +63,28 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def _check_writable(option: str, path: Path) -> None:
+    """Refuse a `path` whose directory can never be made or written (its nearest existing ancestor
+    is a file, or a directory this user may not write), so training is not spent before the save
+    fails. Saving creates the missing directories, so only the nearest existing one is asked."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{option} {path}", f"{ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}", f"directory {ancestor} is not writable")
+
+
 def check_output(
     option: str, path: Path, inputs: Mapping[str, Path | None], *, sidecar: bool = False
 ) -> None:
-    """Refuse, before any work, an output path (with `sidecar`, also its `.sha256`) that is a
-    directory or the same file as one of `inputs` (what names it -> path; None: not given),
-    which writing it would destroy."""
+    """Refuse, before any work, an output path (with `sidecar`, also its `.sha256`) that cannot be
+    written, is a directory or is the same file as one of `inputs` (what names it -> path; None:
+    not given), which writing it would destroy."""
     from behavior_stream.nn.checkpoint import sidecar_path  # torch: only once a command runs
 
+    _check_writable(option, path)
     targets = [path, sidecar_path(path)] if sidecar else [path]
     for target in targets:
         what = "" if target == path else f"its checksum file {target} "
