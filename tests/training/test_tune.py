@@ -139,3 +139,14 @@ def test_data_too_small_for_the_split_fails_before_any_trial() -> None:
             events()[:8], ModelConfig(), FAST, n_trials=2, budget_s=60, max_epochs=1, on_trial=ended.append
         )
     assert ended == []
+
+
+def test_no_searched_field_changes_the_split_the_trials_share() -> None:
+    # run_study splits once and hands that split to every trial: a searched field that sized
+    # the split would make the trials train on a split their settings do not describe.
+    split_fields = {"valid_frac", "test_frac", "split_unit", "n_oov_buckets"}
+    for sampled in (False, True):
+        for seed in range(5):
+            trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)).ask()
+            model, train = tune.suggest(trial, 3, sampled)
+            assert model and train and not split_fields & (set(model) | set(train))

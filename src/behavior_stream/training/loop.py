@@ -192,6 +192,7 @@ def train_model(
     test_events: list[Event] | None = None,
     dataset: dict[str, Any] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    parts: TrainingParts | None = None,
 ) -> TrainResult:
     """Split, train with early stopping on validation, and return the best epoch's model.
 
@@ -201,6 +202,8 @@ def train_model(
     data Recall@20 often sits exactly at the share of targets found in the history window).
     `on_epoch`, when given, sees each epoch's figures as soon as they exist (the tuner reports them
     to its pruner); an exception it raises ends training there and propagates to the caller.
+    `parts`, when given, is `training_parts(events, train_cfg, test_events)` made by the caller
+    (the tuner's trials share one split instead of each making its own).
     """
     started = time.perf_counter()
     cfg = train_cfg
@@ -208,7 +211,8 @@ def train_model(
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    parts = training_parts(events, cfg, test_events)
+    if parts is None:
+        parts = training_parts(events, cfg, test_events)
     train, valid, test, vocab = parts.train, parts.valid, parts.test, parts.vocab
     valid_seqs, test_seqs = parts.valid_seqs, parts.test_seqs
     # Item side data as an input: categories of the training items get rows; the map keeps every

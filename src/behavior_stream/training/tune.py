@@ -147,8 +147,9 @@ def run_study(
     from behavior_stream.training.loop import EpochStats, NonFiniteLoss, train_model, training_parts
 
     kept, valid_frac = tuning_events(events, train, valid_events, drop_unseen)
-    # Every trial splits as this does: a part with nothing to score would fail each one.
-    training_parts(kept, replace(train, valid_frac=valid_frac, test_frac=0.0))
+    # Data too small for the split fails here, before any trial. No searched field changes the
+    # split (fractions, split unit, OOV buckets), so every trial trains on this one.
+    parts = training_parts(kept, replace(train, valid_frac=valid_frac, test_frac=0.0))
     n_items = len({e.item_id for e in kept if e.item_id is not None})  # the catalog train_model builds
     sampled = n_items > train.full_softmax_max_items
     metric = train.monitor
@@ -164,7 +165,7 @@ def run_study(
                 raise optuna.TrialPruned(f"epoch {stats.epoch} below the median")
 
         try:
-            result = train_model(kept, trial_model, trial_train, on_epoch=report)
+            result = train_model(kept, trial_model, trial_train, on_epoch=report, parts=parts)
         except NonFiniteLoss as exc:  # a point of the search space, not the data: try others
             log.warning("trial %d pruned: %s", trial.number, exc)
             raise optuna.TrialPruned(str(exc)) from None
