@@ -1,8 +1,10 @@
 """The shared workload: generated events, untrained checkpoints over two catalogs, broker topics.
 
-Speed does not depend on what the weights learned, so the checkpoints are untrained models of
-the production architecture (hidden size 64) over the generator's catalog, padded with extra
-item ids to make the large catalog.
+The checkpoints are untrained models of the production architecture (hidden size 64) over the
+generator's catalog, padded with extra item ids to make the large catalog. The model step and
+exact scoring cost the same whatever the weights learned; an HNSW search does not: over random
+vectors it costs about twice what it does over a trained model's (`benchmarks/hnsw_width.py`),
+so the HNSW rows here are the index's worst case.
 """
 
 from __future__ import annotations
