@@ -1,4 +1,5 @@
-"""Row readers for the supported input formats: each turns lines of a file into events or rejects.
+"""Row readers for the supported input formats: each turns lines of a file into events or rejects
+(DIGINETICA's, with its purchases and categories, in `diginetica`).
 
 Every row goes through `behavior_stream.schema.events.validate_event`, so a loader can never
 produce an event that the stream would reject. Malformed rows become `Rejected` values and never abort a read.
@@ -6,24 +7,19 @@ produce an event that the stream would reject. Malformed rows become `Rejected` 
 
 from __future__ import annotations
 
-import calendar
 import codecs
 import gzip
 import io
-import logging
 import math
 import zlib
 from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 from behavior_stream.schema.events import Event, EventType, Invalid, Reason, parse_event, validate_event
-
-log = logging.getLogger(__name__)
 
 
 class RowReason(StrEnum):
@@ -86,10 +82,7 @@ TAOBAO_BEHAVIORS: dict[str, EventType] = {
     "fav": EventType.FAVORITE,
     "buy": EventType.PURCHASE,
 }
-DIGINETICA_VIEWS = ("session_id", "item_id", "timeframe", "eventdate")
-DIGINETICA_PURCHASES = ("sessionId", "timeframe", "eventdate", "itemId")
 GRU4REC_COLUMNS = ("SessionId", "ItemId", "Time")
-DIGINETICA_CATEGORIES_FILE = "product-categories.csv"
 
 Row = Event | Rejected
 
@@ -125,7 +118,7 @@ def _lines(path: Path) -> Generator[tuple[int, bytes], None, None]:
         raise ValueError(f"{path}: damaged or truncated gzip file ({exc})") from exc
 
 
-class _Table:
+class Table:
     """A delimited file with a header: column positions by name, then rows as string fields."""
 
     def __init__(self, path: Path, sep: str, required: tuple[str, ...]) -> None:
@@ -158,14 +151,15 @@ def _split(source: str, number: int, raw: bytes, sep: str, width: int) -> list[s
     return fields
 
 
-def _validated(record: dict[str, Any], source: str, number: int, raw: bytes) -> Row:
+def validated(record: dict[str, Any], source: str, number: int, raw: bytes) -> Row:
+    """The event of a schema `record` built from line `number` of `source`, or why it is rejected."""
     result = validate_event(record)
     if isinstance(result, Invalid):
         return Rejected(source, number, result.reason, result.detail, raw)
     return result
 
 
-def _session_record(session: str, type_: EventType, item: str, ts: int) -> dict[str, Any]:
+def session_record(session: str, type_: EventType, item: str, ts: int) -> dict[str, Any]:
     """A schema record for session datasets, where each session stands for one user."""
     return {"user_id": session, "session_id": session, "type": type_, "item_id": item, "ts": ts}
 
@@ -200,112 +194,16 @@ def read_taobao(path: Path, categories: dict[str, str]) -> Iterator[Row]:
         except ValueError:
             yield Rejected(source, number, RowReason.BAD_NUMBER, f"timestamp {seconds[:40]!r}", raw)
             continue
-        row = _validated({"user_id": user, "type": type_, "item_id": item, "ts": ts}, source, number, raw)
+        row = validated({"user_id": user, "type": type_, "item_id": item, "ts": ts}, source, number, raw)
         if isinstance(row, Event) and category:
             # First category seen wins: the source has a handful of items listed under two.
             categories.setdefault(item, category)
         yield row
 
 
-def _day_ms(day: str, cache: dict[str, int]) -> int:
-    """Midnight UTC of an ISO date in ms; raises ValueError for a malformed date."""
-    ms = cache.get(day)
-    if ms is None:
-        ms = cache[day] = calendar.timegm(date.fromisoformat(day).timetuple()) * 1000
-    return ms
-
-
-def _diginetica_ts(day: str, timeframe: str, days: dict[str, int]) -> int | tuple[RowReason, str]:
-    try:
-        offset = int(timeframe)
-    except ValueError:
-        return RowReason.BAD_NUMBER, f"timeframe {timeframe[:40]!r}"
-    try:
-        return _day_ms(day, days) + offset
-    except ValueError:
-        return RowReason.BAD_DATE, f"eventdate {day[:40]!r}"
-
-
-def read_diginetica(path: Path, purchases: Path | None, report: LoadReport) -> Iterator[Row]:
-    """DIGINETICA item views (each session is a user), then the purchases of those sessions."""
-    days: dict[str, int] = {}
-    # Session -> midnight of its first view's day: a purchase's timeframe counts from the session
-    # start, while its own eventdate is the day of the purchase, often days later.
-    session_day: dict[str, str] = {}
-    views = _Table(path, ";", DIGINETICA_VIEWS)
-    session, item, timeframe, day = (views.col[c] for c in DIGINETICA_VIEWS)
-    for number, raw, fields in views.rows():
-        if isinstance(fields, Rejected):
-            yield fields
-            continue
-        ts = _diginetica_ts(fields[day], fields[timeframe], days)
-        if isinstance(ts, tuple):
-            yield Rejected(str(path), number, ts[0], ts[1], raw)
-            continue
-        sid = fields[session]
-        row = _validated(_session_record(sid, EventType.CLICK, fields[item], ts), str(path), number, raw)
-        if isinstance(row, Event):
-            session_day.setdefault(sid, fields[day])
-        yield row
-    if purchases is not None:
-        yield from _diginetica_purchases(purchases, session_day, days, report)
-
-
-def _diginetica_purchases(
-    path: Path, session_day: dict[str, str], days: dict[str, int], report: LoadReport
-) -> Iterator[Row]:
-    table = _Table(path, ";", DIGINETICA_PURCHASES)
-    session, timeframe, item = (table.col[c] for c in ("sessionId", "timeframe", "itemId"))
-    for number, raw, fields in table.rows():
-        report.purchase_rows += 1
-        if isinstance(fields, Rejected):
-            yield fields
-            continue
-        sid = fields[session]
-        day = session_day.get(sid)
-        if day is None:
-            # Not malformed: the purchases file covers all sessions, the views only a sample.
-            report.purchases_without_session += 1
-            report.rows += 1
-            continue
-        ts = _diginetica_ts(day, fields[timeframe], days)
-        if isinstance(ts, tuple):
-            yield Rejected(str(path), number, ts[0], ts[1], raw)
-            continue
-        yield _validated(_session_record(sid, EventType.PURCHASE, fields[item], ts), str(path), number, raw)
-
-
-def diginetica_categories(views: Path, items: set[str]) -> dict[str, str]:
-    """Item -> category from `product-categories.csv` beside the views file ({} when absent).
-
-    The file is found, never named by the user, and only adds labels: one that cannot be read
-    (bad header, damaged, a directory) is a warning and costs the categories, never the events.
-    """
-    path = views.parent / DIGINETICA_CATEGORIES_FILE
-    if not path.exists():
-        return {}
-    try:
-        return _read_categories(path, items)
-    except OSError as exc:  # e.g. a directory of that name, or no permission to read it
-        log.warning("%s: %s; no item categories", path, exc.strerror or exc)
-    except ValueError as exc:  # a bad header or damaged file: the message names the file
-        log.warning("%s; no item categories", exc)
-    return {}
-
-
-def _read_categories(path: Path, items: set[str]) -> dict[str, str]:
-    table = _Table(path, ";", ("itemId", "categoryId"))
-    item_col, category_col = table.col["itemId"], table.col["categoryId"]
-    categories: dict[str, str] = {}
-    for _, _, fields in table.rows():
-        if not isinstance(fields, Rejected) and fields[item_col] in items and fields[category_col]:
-            categories.setdefault(fields[item_col], fields[category_col])
-    return categories
-
-
 def read_gru4rec(path: Path) -> Iterator[Row]:
     """GRU4Rec TSV `SessionId<TAB>ItemId<TAB>Time` (seconds, may be fractional); all clicks."""
-    table = _Table(path, "\t", GRU4REC_COLUMNS)
+    table = Table(path, "\t", GRU4REC_COLUMNS)
     session, item, time = (table.col[c] for c in GRU4REC_COLUMNS)
     source = str(path)
     for number, raw, fields in table.rows():
@@ -322,5 +220,5 @@ def read_gru4rec(path: Path) -> Iterator[Row]:
             detail = f"Time {fields[time][:40]!r} is not finite in ms"
             yield Rejected(source, number, Reason.BAD_TIMESTAMP, detail, raw)
             continue
-        record = _session_record(fields[session], EventType.CLICK, fields[item], round(ms))
-        yield _validated(record, source, number, raw)
+        record = session_record(fields[session], EventType.CLICK, fields[item], round(ms))
+        yield validated(record, source, number, raw)

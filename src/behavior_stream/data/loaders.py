@@ -12,13 +12,12 @@ from typing import Literal, get_args
 
 import orjson
 
+from behavior_stream.data.diginetica import diginetica_categories, read_diginetica
 from behavior_stream.data.formats import (
     LoadReport,
     Rejected,
     Row,
-    diginetica_categories,
     open_binary,
-    read_diginetica,
     read_gru4rec,
     read_jsonl,
     read_taobao,
