@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 EXACT_CHUNK = 256  # users scored per matrix product; bounds memory at 256 x n_items floats
 # The graph's shape. A wider build finds more of the exact top 20 at a narrower search: on the
-# core's own queries against trained 100k-item models (README, "HNSW build width"), build 200 /
-# search 96 found 0.972 at the cost that build 64 / search 128 paid for 0.936, and on the
-# benchmark's untrained vectors 0.982 against 0.985 at 0.8x the cost; the build takes ~3x longer.
+# core's own queries (README, "A seventh run"), build 200 / search 96 found 0.973 of a trained
+# 81k-item model's exact top 20 at the cost (60 us) that build 64 / search 128 paid for 0.936,
+# and 0.981 against 0.980 on the benchmark's random vectors at 0.78x the cost; building takes ~3x.
 HNSW_M = 32
 EF_CONSTRUCTION = 200
 EF_SEARCH = 96
