@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import socket
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from behavior_stream.cli.bench import bench_command
 from behavior_stream.cli.compare import compare_command
 from behavior_stream.cli.errors import ErrorHandlingGroup, InputError
 from behavior_stream.cli.evaluate import evaluate_command
-from behavior_stream.cli.options import load_flag_settings, parse_format
+from behavior_stream.cli.options import load_flag_settings, parse_format, positive
 from behavior_stream.cli.retrain import retrain_command
 from behavior_stream.cli.train import train_command
 from behavior_stream.cli.tune import tune_command
@@ -77,13 +76,6 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def positive(value: float | None, option: str) -> float | None:
-    """`value` when unset or a positive finite number; otherwise a usage error naming `option`."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"must be a positive number, got {value}", param_hint=option)
-    return value
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
@@ -25,6 +26,13 @@ def parse_format(fmt: str) -> Format:
             f"unknown format {fmt!r}; one of {', '.join(FORMATS)}", param_hint="--format"
         )
     return cast(Format, fmt)
+
+
+def positive(value: float | None, option: str) -> float | None:
+    """`value` when unset or a positive finite number; otherwise a usage error naming `option`."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive number, got {value}", param_hint=option)
+    return value
 
 
 def load_flag_settings(**flags: object) -> Settings:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from behavior_stream.cli.errors import EXIT_BAD_INPUT, InputError, describe
-from behavior_stream.cli.options import ValidFracOption, load_flag_settings, parse_format
+from behavior_stream.cli.options import ValidFracOption, load_flag_settings, parse_format, positive
 from behavior_stream.cli.train import build_config, check_output, option_name, too_little_data
 from behavior_stream.schema.events import Event, Invalid, parse_event
 
@@ -104,14 +103,12 @@ def _load(settings: Any, log_file: Path | None, fmt: str, topic: str | None, max
 def _check_schedule(every: float | None, runs: int | None, max_events: int, since: float | None) -> None:
     """The options that shape the rounds, before any round: a bad one would fail only after a
     round had trained and published (a negative --every at the first pause)."""
-    if every is not None and not (math.isfinite(every) and every > 0):
-        raise typer.BadParameter(f"must be a finite number of seconds > 0, got {every}", param_hint="--every")
+    positive(every, "--every")
     if runs is not None and runs < 1:
         raise typer.BadParameter(f"must be >= 1, got {runs}", param_hint="--runs")
     if max_events < 1:
         raise typer.BadParameter(f"must be >= 1, got {max_events}", param_hint="--max-events")
-    if since is not None and not (math.isfinite(since) and since > 0):
-        raise typer.BadParameter(f"must be a finite number of seconds > 0, got {since}", param_hint="--since")
+    positive(since, "--since")
 
 
 def _round_failed(done: int, out: Path, exc: Exception) -> None:
