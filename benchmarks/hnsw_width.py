@@ -29,13 +29,11 @@ import numpy as np
 import torch
 
 from behavior_stream.data.loaders import Format, load_events
-from behavior_stream.stream.commit.partitioning import partition_for
 from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.item_index import HNSW_M
 from behavior_stream.stream.core.process import process_batch
-from behavior_stream.stream.core.records import InputRecord
-from behavior_stream.stream.runtime.app import stream_context
-from behavior_stream.stream.runtime.settings import Settings
+from benchmarks.worker_runs import engine_context, partitioned
+from benchmarks.workload import keyed_records
 
 log = logging.getLogger(__name__)
 TOP = 20
@@ -56,18 +54,11 @@ class SearchLog:
 
 def core_searches(engine: ModelEngine, records: Sequence[tuple[bytes, bytes]], batch: int) -> SearchLog:
     """Every HNSW search `process_batch` makes over `records` (key, value), in batches of `batch`."""
-    assert engine.index._hnsw is not None, "the engine scores exactly: lower --ann-threshold"
+    assert engine.index._hnsw is not None, "the engine scores exactly: build it with a lower ann_threshold"
     searches = SearchLog(engine.index._hnsw)
     engine.index._hnsw = searches  # type: ignore[assignment]  # duck-typed: only .search is used
-    topics = {"input_topic": "in", "repartition_topic": "by-user", "representations_topic": "reps",
-              "recommendations_topic": "recs", "dlq_topic": "dlq", "control_topic": "control"}  # fmt: skip
-    ctx = stream_context(Settings(**topics, max_batch=batch), engine, {})  # type: ignore[arg-type]
-    offsets = [0] * 4
-    inputs = []
-    for key, value in records:
-        p = partition_for(key, 4)
-        inputs.append(InputRecord("in", p, offsets[p], key, value, time.time()))
-        offsets[p] += 1
+    ctx = engine_context(engine, "in", batch)
+    inputs = partitioned("in", 4, records)
     for start in range(0, len(inputs), batch):
         process_batch(inputs[start : start + batch], ctx)
     engine.index._hnsw = searches.index
@@ -124,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     engine = ModelEngine.from_checkpoint(args.checkpoint, ann_threshold=1)  # HNSW at any size
     torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)  # as the worker searches
-    log_ = core_searches(engine, [(e.user_id.encode(), e.to_json()) for e in events], 1000)
+    log_ = core_searches(engine, keyed_records(events), 1000)
     index = log_.index
     vectors = index.reconstruct_n(0, index.ntotal)  # the engine's [e_i, b_i] rows
     n_queries = sum(len(q) for q, _ in log_.calls)

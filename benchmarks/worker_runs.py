@@ -23,6 +23,7 @@ import faiss
 import torch
 
 from behavior_stream.stream.commit.partitioning import partition_for
+from behavior_stream.stream.core.engine import ModelEngine
 from behavior_stream.stream.core.process import StreamContext, process_batch
 from behavior_stream.stream.core.records import InputRecord
 from behavior_stream.stream.runtime.app import stream_context
@@ -139,35 +140,46 @@ class CoreRun:
     cpu_seconds: float = 0.0  # this process's CPU time meanwhile (every thread)
 
 
-def input_records(workload: Workload, records: Sequence[Record]) -> list[InputRecord]:
-    """The records as the worker would consume them: partitioned by key, offsets per partition."""
-    n = workload.config.partitions
-    offsets = [0] * n
+def partitioned(topic: str, partitions: int, records: Sequence[Record]) -> list[InputRecord]:
+    """The records as a worker would consume them from `topic`: partitioned by key, offsets per
+    partition."""
+    offsets = [0] * partitions
     out = []
     now = time.time()
     for key, value in records:
-        p = partition_for(key, n)
-        out.append(InputRecord(workload.topic, p, offsets[p], key, value, now))
+        p = partition_for(key, partitions)
+        out.append(InputRecord(topic, p, offsets[p], key, value, now))
         offsets[p] += 1
     return out
 
 
-def core_context(workload: Workload, spec: RunSpec) -> StreamContext:
-    """The worker's stream context (its settings' processing options), over a plain dict store.
+def input_records(workload: Workload, records: Sequence[Record]) -> list[InputRecord]:
+    """`partitioned` on the workload's topic and partition count."""
+    return partitioned(workload.topic, workload.config.partitions, records)
+
+
+def engine_context(engine: ModelEngine, topic: str, max_batch: int) -> StreamContext:
+    """The worker's stream context (its settings' processing options) for `engine` reading
+    `topic`, over a plain dict store.
 
     Built by the worker's own `stream_context`: with the core's bare defaults instead (no
     scenario records, no fresh slots) the core alone did a third less work per event than the
     worker, and the ratio charged that work to the runtime.
     """
     settings = Settings(
-        input_topic=workload.topic,
+        input_topic=topic,
         repartition_topic="by-user",
         representations_topic="reps",
         recommendations_topic="recs",
         dlq_topic="dlq",
-        max_batch=workload.config.max_batch,
+        max_batch=max_batch,
     )
-    return stream_context(settings, workload.engine(spec), {})
+    return stream_context(settings, engine, {})
+
+
+def core_context(workload: Workload, spec: RunSpec) -> StreamContext:
+    """`engine_context` of the run's engine on the workload's topic and batch size."""
+    return engine_context(workload.engine(spec), workload.topic, workload.config.max_batch)
 
 
 @contextmanager
